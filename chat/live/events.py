@@ -1,0 +1,66 @@
+"""Events on their way out: serialized once, framed once per transport, shared by all.
+
+A room's fan-out writes the same bytes to every subscriber: the JSON text is made once
+per event, and the WebSocket frame and the SSE chunk are made the first time a
+subscriber of that transport needs them and cached on the event.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def websocket_text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, unfragmented text frame (RFC 6455 5.2) as a server sends it.
+
+    With no extension negotiated (Parley negotiates none) a server frame depends only on
+    its payload, so one frame serves every subscriber.
+    """
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length < 65536:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
+class OutboundEvent:
+    """One event, durable (with a seq) or ephemeral (presence, typing)."""
+
+    __slots__ = ("_sse", "_ws", "data", "event", "seq", "started", "type")
+
+    def __init__(self, event: dict, started: float | None = None) -> None:
+        self.event = event
+        self.type: str = event["type"]
+        self.seq: int | None = event.get("seq")
+        self.data: bytes = _dumps(event).encode()
+        # When the send that produced it began (time.monotonic), for the latency metric.
+        self.started = started
+        self._ws: bytes | None = None
+        self._sse: bytes | None = None
+
+    @property
+    def ws_frame(self) -> bytes:
+        if self._ws is None:
+            self._ws = websocket_text_frame(self.data)
+        return self._ws
+
+    @property
+    def sse_chunk(self) -> bytes:
+        if self._sse is None:
+            head = b"id: %d\n" % self.seq if self.seq is not None else b""
+            self._sse = head + b"event: " + self.type.encode() + b"\ndata: " + self.data + b"\n\n"
+        return self._sse
+
+    def __repr__(self) -> str:
+        return f"<OutboundEvent {self.type} seq={self.seq}>"
+
+
+def encode(event: dict) -> bytes:
+    """Compact JSON for one-off frames (hello, ack, error)."""
+    return _dumps(event).encode()

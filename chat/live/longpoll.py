@@ -1,0 +1,122 @@
+"""Long-poll transport: ``/poll/rooms/<slug>/``.
+
+``GET ?since=&timeout=`` is held (NOT_DONE_YET) until the hub has an event for it or the
+timeout passes; a client that goes away cancels its wait. ``POST`` is the send of the SSE
+and long-poll clients: Django's CSRF check, then the hub, answered after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.conf import settings
+from twisted.internet import defer
+from twisted.web.server import NOT_DONE_YET, Request
+
+from chat.live.auth import csrf_token_valid
+from chat.live.web import RoomResource, query_int, write_error, write_json
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 25
+MAX_TIMEOUT = 60
+
+
+class LongPollResource(RoomResource):
+    def render_GET(self, request: Request):
+        slug, refusal = self.check(request)
+        if refusal is not None:
+            write_error(request, refusal)
+            return NOT_DONE_YET
+        try:
+            since = query_int(request, "since")
+            timeout = query_int(request, "timeout")
+        except ValueError as error:
+            write_error(request, "bad_request", f"{error} must be a non-negative integer.")
+            return NOT_DONE_YET
+        timeout = DEFAULT_TIMEOUT if timeout is None else min(timeout, MAX_TIMEOUT)
+        waiting: list[defer.Deferred] = []
+
+        def gone(_failure) -> None:
+            for d in waiting:
+                d.cancel()
+
+        request.notifyFinish().addErrback(gone)
+
+        def authorized(access):
+            refusal = self.refusal(access)
+            if refusal is not None:
+                return write_error(request, refusal)
+            return self.live.hub.room(access.room).addCallback(wait, access)
+
+        def wait(room, access):
+            if request._disconnected:
+                return None
+            d = self.live.hub.poll(room, since, timeout, access.user)
+            waiting.append(d)
+            d.addCallback(answer)
+            d.addErrback(lambda failure: failure.trap(defer.CancelledError))
+            return d
+
+        def answer(result) -> None:
+            body = (
+                b'{"events":['
+                + b",".join(event.data for event in result.events)
+                + b'],"last_seq":%d}' % result.last_seq
+            )
+            write_json(request, 200, body)
+
+        d = self.access(request, slug)
+        d.addCallback(authorized)
+        d.addErrback(self._failed, request)
+        return NOT_DONE_YET
+
+    def render_POST(self, request: Request):
+        slug, refusal = self.check(request)
+        if refusal is not None:
+            write_error(request, refusal)
+            return NOT_DONE_YET
+        cookie = request.getCookie(settings.CSRF_COOKIE_NAME.encode())
+        header = request.getHeader(b"x-csrftoken")
+        if not csrf_token_valid(
+            cookie.decode("ascii", "replace") if cookie else None,
+            header,
+        ):
+            write_error(request, "forbidden", "CSRF token missing or incorrect.")
+            return NOT_DONE_YET
+        limit = settings.CHAT_MAX_FRAME_BYTES
+        raw = request.content.read(limit + 1) if request.content is not None else b""
+        if len(raw) > limit:
+            write_error(request, "too_large", "The request body is too large.")
+            return NOT_DONE_YET
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            write_error(request, "bad_request", "The body is not JSON.")
+            return NOT_DONE_YET
+        if not isinstance(frame, dict) or not isinstance(frame.get("body"), str):
+            write_error(request, "bad_request", 'Send {"body": "...", "client_id": "..."}.')
+            return NOT_DONE_YET
+        body, client_id = frame["body"], frame.get("client_id")
+
+        def authorized(access):
+            refusal = self.refusal(access)
+            if refusal is not None:
+                return write_error(request, refusal)
+            return self.live.hub.send(slug, access.user, body, client_id).addCallback(answer)
+
+        def answer(result) -> None:
+            if result.error is not None:
+                write_error(request, result.error)
+            else:
+                write_json(request, 201 if result.created else 200, {"seq": result.seq})
+
+        d = self.access(request, slug)
+        d.addCallback(authorized)
+        d.addErrback(self._failed, request)
+        return NOT_DONE_YET
+
+    def _failed(self, failure, request: Request) -> None:
+        logger.warning("long-poll request failed: %s", failure.getErrorMessage())
+        write_error(request, "unavailable")

@@ -1,0 +1,101 @@
+"""Live chat of one process, assembled: store, bus, hub, auth and the three transports."""
+
+from __future__ import annotations
+
+import logging
+
+from twisted.internet import defer, task
+from twisted.web.resource import Resource
+
+from chat.live import metrics, publish
+from chat.live.auth import Authorizer, RateLimiter
+from chat.live.bus import Bus, LocalBus
+from chat.live.hub import RoomHub
+from chat.live.longpoll import LongPollResource
+from chat.live.sse import PING_INTERVAL as SSE_PING_INTERVAL
+from chat.live.sse import EventStreamResource
+from chat.live.store import Store
+from chat.live.websocket import PING_INTERVAL as WS_PING_INTERVAL
+from chat.live.websocket import WebSocketResource
+
+logger = logging.getLogger(__name__)
+
+
+class LiveService:
+    def __init__(self, reactor, settings, bus: Bus | None = None, store_threads: int = 4):
+        self.reactor = reactor
+        self.store = Store(reactor, threads=store_threads)
+        self.bus = bus or LocalBus()
+        self.authorizer = Authorizer(self.store)
+        self.hub = RoomHub(
+            reactor,
+            self.store,
+            publish=self.bus.publish,
+            rate_limiter=RateLimiter(settings.CHAT_RATE_LIMIT),
+            max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+        )
+        self.hub.on_room_active = self.bus.follow
+        self.hub.on_room_idle = self.bus.unfollow
+        self.bus.attach(self.hub.deliver)
+        self.websockets: set = set()
+        self.streams: set = set()
+        self._loops = [
+            self._every(
+                WS_PING_INTERVAL, lambda: [ws.heartbeat() for ws in tuple(self.websockets)]
+            ),
+            self._every(SSE_PING_INTERVAL, lambda: [s.ping() for s in tuple(self.streams)]),
+        ]
+        for transport in ("websocket", "sse", "longpoll"):
+            metrics.CONNECTIONS.labels(transport).set_function(
+                lambda transport=transport: self.connections().get(transport, 0)
+            )
+
+    @classmethod
+    def from_settings(cls, reactor, settings) -> LiveService:
+        return cls(reactor, settings)
+
+    def _every(self, seconds: float, fn) -> tuple[task.LoopingCall, float]:
+        loop = task.LoopingCall(fn)
+        loop.clock = self.reactor
+        return loop, seconds
+
+    def resources(self) -> dict[bytes, Resource]:
+        return {
+            b"ws": WebSocketResource(self),
+            b"events": EventStreamResource(self),
+            b"poll": LongPollResource(self),
+        }
+
+    def start(self) -> None:
+        self.store.start()
+        self.bus.start()
+        for loop, seconds in self._loops:
+            loop.start(seconds, now=False)
+        publish.install(self.reactor.callFromThread, self.publish_committed)
+
+    def publish_committed(self, event: dict) -> None:
+        """A durable event committed by Django code (admin delete), on the reactor."""
+        self.bus.publish(event)
+
+    @defer.inlineCallbacks
+    def drain(self):
+        """Shutdown: close every live connection so that clients resume elsewhere."""
+        publish.uninstall()
+        for loop, _seconds in self._loops:
+            if loop.running:
+                loop.stop()
+        self.hub.drop_all("shutdown")
+        # Let the close frames and last chunks reach the clients.
+        yield task.deferLater(self.reactor, 0.1, lambda: None)
+
+    def stop(self) -> None:
+        self.bus.stop()
+        self.store.stop()
+
+    def connections(self) -> dict[str, int]:
+        counts = self.hub.connections()
+        counts["longpoll"] = sum(len(room.waiters) for room in self.hub.rooms.values())
+        return counts
+
+    def health(self) -> dict:
+        return {"connections": self.connections()}

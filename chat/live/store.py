@@ -1,0 +1,158 @@
+"""All ORM work of live chat, on the store's own thread pool.
+
+The reactor thread never waits for the database: every call here returns a Deferred and
+runs its query in a thread of ``Store.pool``, a pool separate from Django's WSGI pool so
+that slow pages cannot starve chat and chat cannot starve pages.
+
+Appends are group-committed: sends that arrive while a batch is committing wait in
+``_pending`` and go together in the next transaction. A single appender at a time also
+keeps each process's commits, and so its deliveries, in seq order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.db import DatabaseError, close_old_connections
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from chat import log
+from chat.live import metrics
+from chat.log import SendRequest, SendResult
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Sends in one transaction. Large enough to amortize a commit (an fsync on SQLite) over
+# many messages, small enough that one transaction holds the room locks only briefly.
+MAX_BATCH = 500
+# Sends waiting for a batch. Past this the database is not keeping up: new sends are
+# answered `unavailable` at once rather than queued without end.
+MAX_PENDING = 20_000
+# Events one replay read returns; a longer replay is read page by page.
+READ_PAGE = 500
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or failed; the caller answers `unavailable`."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    id: int
+    slug: str
+    is_public: bool
+    is_archived: bool
+    last_seq: int
+
+
+class Store:
+    def __init__(self, reactor, threads: int = 4) -> None:
+        self.reactor = reactor
+        self.pool = ThreadPool(minthreads=1, maxthreads=threads, name="chat-store")
+        self._pending: list[tuple[SendRequest, defer.Deferred, float]] = []
+        self._committing = False
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()
+
+    # -- generic -----------------------------------------------------------------
+
+    def run(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """Run ``fn(*args)`` in a store thread; database errors become StoreUnavailable."""
+        return deferToThreadPool(self.reactor, self.pool, _guarded, fn, *args)
+
+    # -- appends -----------------------------------------------------------------
+
+    def append(self, request: SendRequest) -> defer.Deferred[SendResult]:
+        """Commit one send (with whatever else is waiting); fires after the commit."""
+        if len(self._pending) >= MAX_PENDING:
+            metrics.SENDS_SHED.inc()
+            return defer.fail(StoreUnavailable("too many sends waiting for the database"))
+        d: defer.Deferred[SendResult] = defer.Deferred()
+        self._pending.append((request, d, time.monotonic()))
+        if not self._committing:
+            self._commit_next()
+        return d
+
+    def _commit_next(self) -> None:
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        if not batch:
+            self._committing = False
+            return
+        self._committing = True
+        metrics.BATCH_SIZE.observe(len(batch))
+        requests = [request for request, _d, _t in batch]
+        done = self.run(log.append_messages, requests)
+        done.addCallbacks(
+            self._committed, self._failed, callbackArgs=(batch,), errbackArgs=(batch,)
+        )
+        # The next batch starts only after this one's callbacks ran, so deliveries
+        # leave this process in commit order.
+        done.addBoth(lambda _: self._commit_next())
+
+    def _committed(self, results: list[SendResult], batch) -> None:
+        for (_request, d, _t), result in zip(batch, results, strict=True):
+            if result.created:
+                metrics.EVENTS_APPENDED.inc()
+            d.callback(result)
+
+    def _failed(self, failure: Failure, batch) -> None:
+        logger.error("append of %d send(s) failed: %s", len(batch), failure.getErrorMessage())
+        error = failure if failure.check(StoreUnavailable) else Failure(StoreUnavailable())
+        for _request, d, _t in batch:
+            d.errback(error)
+
+    # -- reads -------------------------------------------------------------------
+
+    def room(self, slug: str) -> defer.Deferred[RoomInfo | None]:
+        return self.run(_room_info, slug)
+
+    def read_since(self, room: RoomInfo, after: int, limit: int = READ_PAGE):
+        """Durable events of ``room`` with seq > ``after``, oldest first, at most ``limit``."""
+        return self.run(log.read_events, room.id, room.slug, after, limit)
+
+    def last_seqs(self, slugs: list[str]) -> defer.Deferred[dict[str, int]]:
+        return self.run(_last_seqs, slugs)
+
+
+def _guarded(fn: Callable[..., T], *args: Any) -> T:
+    # A connection broken by an outage is closed here, so the next call reconnects and
+    # service resumes by itself when the database is back.
+    close_old_connections()
+    try:
+        return fn(*args)
+    except DatabaseError as error:
+        from django.db import connection
+
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        raise StoreUnavailable(str(error)) from error
+
+
+def _room_info(slug: str) -> RoomInfo | None:
+    from chat.models import Room
+
+    row = (
+        Room.objects.filter(slug=slug)
+        .values("id", "slug", "is_public", "is_archived", "last_seq")
+        .first()
+    )
+    return RoomInfo(**row) if row else None
+
+
+def _last_seqs(slugs: list[str]) -> dict[str, int]:
+    from chat.models import Room
+
+    return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "last_seq"))

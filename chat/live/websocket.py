@@ -1,0 +1,291 @@
+"""WebSocket transport: ``/ws/rooms/<slug>/?since=<seq>`` on ``twisted.web.websocket``.
+
+Frames <-> hub calls, nothing more. Three things Twisted's ``WebSocketResource`` does not
+do are done here:
+
+- Refusals (bad Origin, unknown room, no access) are answered as plain HTTP 403/404
+  before any protocol is built: its ``render_GET`` asserts that ``buildProtocol`` returns
+  one, so the handshake is run here, after the checks.
+- Twisted buffers a fragmented message whole with no limit. ``LimitedWireProtocol``
+  counts a message's bytes as wsproto parses them and closes with 1009 as soon as they
+  pass ``CHAT_MAX_FRAME_BYTES``, before the message is ever held whole.
+- Events go out as frames built once per event (``OutboundEvent.ws_frame``) and written
+  straight to the TCP transport: no extension is negotiated, so a server frame is the
+  same bytes for every subscriber.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+
+from django.conf import settings
+from twisted.web._websocket_impl import (
+    _handleEvent,
+    _WebSocketWireProtocol,
+    serverBootstrap,
+)
+from twisted.web.server import NOT_DONE_YET, Request
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection, Message
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
+
+from chat.live import metrics
+from chat.live.events import OutboundEvent, encode, websocket_text_frame
+from chat.live.web import RoomResource, outbound_backlog, query_int, write_error
+
+logger = logging.getLogger(__name__)
+
+# Close codes (RFC 6455 7.4.1 and the IANA registry).
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
+# Bytes queued for a client that does not read. A chat client that is this far behind
+# (thousands of messages) is disconnected and resumes with `since`; without the bound one
+# stuck client would make the server's memory grow with every message of the room.
+MAX_OUTBOUND_BYTES = 1024 * 1024
+# Pings go out this often; a peer that answered none of the last two is dead (a laptop
+# closed mid-connection never sends a FIN) and is closed.
+PING_INTERVAL = 20.0
+# More malformed frames than this within a minute close the connection (PROTOCOL.md).
+MAX_MALFORMED = 10
+MALFORMED_WINDOW = 60.0
+# A close handshake the peer does not finish is cut after this long.
+CLOSE_TIMEOUT = 5.0
+
+
+class LimitedWireProtocol(_WebSocketWireProtocol):
+    """Twisted's wire protocol, with a limit on the size of each incoming message."""
+
+    max_message_bytes = 65536
+    _message_bytes = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self._wsconn.receive_data(data)
+        for event in self._wsconn.events():
+            if isinstance(event, Message):
+                chunk = event.data
+                size = len(chunk.encode()) if isinstance(chunk, str) else len(chunk)
+                self._message_bytes += size
+                if self._message_bytes > self.max_message_bytes:
+                    self._wsp.message_too_big()
+                    return
+                if event.message_finished:
+                    self._message_bytes = 0
+            _handleEvent(event, self)
+
+
+class ChatWebSocket:
+    """One WebSocket connection: a hub subscriber and a source of sends."""
+
+    transport_name = "websocket"
+
+    def __init__(self, live, room, user, since: int | None) -> None:
+        self.live = live
+        self.room = room
+        self.user = user
+        self.since = since
+        self.wire: LimitedWireProtocol | None = None
+        self.tcp = None
+        self.closed = False
+        self.subscribed = False
+        self.pongs_missed = 0
+        self.malformed: deque[float] = deque()
+
+    # -- WebSocketProtocol ----------------------------------------------------------
+
+    def negotiationStarted(self, transport: LimitedWireProtocol) -> None:
+        self.wire = transport
+        self.tcp = transport.transport
+
+    def negotiationFinished(self) -> None:
+        self.live.websockets.add(self)
+        self.subscribed = True
+        self.live.hub.subscribe(self.room, self, self.since)
+
+    def pongReceived(self, payload: bytes) -> None:
+        self.pongs_missed = 0
+
+    def textMessageReceived(self, message: str) -> None:
+        if self.closed:
+            return
+        try:
+            frame = json.loads(message)
+        except ValueError:
+            return self.bad_frame(None, "The frame is not JSON.")
+        if not isinstance(frame, dict):
+            return self.bad_frame(None, "The frame is not a JSON object.")
+        kind = frame.get("type")
+        if kind == "send":
+            client_id = frame.get("client_id")
+            if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 64):
+                return self.bad_frame(None, "client_id must be a string of at most 64 chars.")
+            body = frame.get("body")
+            if not isinstance(body, str):
+                return self.bad_frame(client_id, "body must be a string.")
+            d = self.live.hub.send(self.room.slug, self.user, body, client_id)
+            d.addCallback(self._answer_send, client_id)
+        elif kind == "typing":
+            self.live.hub.typing(self.room, self)
+        else:
+            self.bad_frame(None, f"Unknown frame type {kind!r}.")
+
+    def bytesMessageReceived(self, data: bytes) -> None:
+        self.bad_frame(None, "Binary frames are not accepted; send JSON text.")
+
+    def connectionLost(self, reason) -> None:
+        self.closed = True
+        self.live.websockets.discard(self)
+        if self.subscribed:
+            self.subscribed = False
+            self.live.hub.unsubscribe(self.room, self)
+
+    # -- hub subscriber ----------------------------------------------------------------
+
+    def started(self, last_seq: int) -> None:
+        user = self.user.username if self.user else None
+        hello = {"type": "hello", "room": self.room.slug, "user": user, "last_seq": last_seq}
+        self._write_frame(websocket_text_frame(encode(hello)))
+
+    def deliver(self, event: OutboundEvent) -> None:
+        self._write_frame(event.ws_frame)
+
+    def drop(self, reason: str) -> None:
+        self.subscribed = False
+        code = {"slow": CLOSE_TRY_AGAIN, "unavailable": CLOSE_INTERNAL}.get(
+            reason, CLOSE_GOING_AWAY
+        )
+        self.close(code, reason)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _write_frame(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        tcp = self.tcp
+        tcp.write(frame)
+        if outbound_backlog(tcp) > MAX_OUTBOUND_BYTES:
+            logger.info("websocket client in %s is too slow; closing", self.room.slug)
+            metrics.SLOW_CONSUMERS.labels(self.transport_name).inc()
+            if self.subscribed:
+                self.subscribed = False
+                self.live.hub.unsubscribe(self.room, self)
+            self.close(CLOSE_TRY_AGAIN, "too slow")
+
+    def _write_json(self, body: dict) -> None:
+        self._write_frame(websocket_text_frame(encode(body)))
+
+    def _answer_send(self, result, client_id: str | None) -> None:
+        if result.error is not None:
+            self.error(result.error, client_id)
+        else:
+            self._write_json({"type": "ack", "client_id": client_id, "seq": result.seq})
+
+    def error(self, code: str, client_id: str | None = None, detail: str | None = None) -> None:
+        from chat.live.web import DETAIL_OF
+
+        body = {"type": "error", "code": code, "detail": detail or DETAIL_OF[code]}
+        if client_id is not None:
+            body["client_id"] = client_id
+        self._write_json(body)
+
+    def bad_frame(self, client_id: str | None, detail: str) -> None:
+        now = self.live.reactor.seconds()
+        self.malformed.append(now)
+        while self.malformed and now - self.malformed[0] > MALFORMED_WINDOW:
+            self.malformed.popleft()
+        self.error("bad_request", client_id, detail)
+        if len(self.malformed) > MAX_MALFORMED:
+            self.close(CLOSE_POLICY, "too many malformed frames")
+
+    def message_too_big(self) -> None:
+        self.close(CLOSE_TOO_BIG, "message too big")
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.closed or self.wire is None:
+            return
+        self.closed = True
+        try:
+            self.wire.loseConnection(code, reason[:100])
+        except Exception:  # wsproto refuses a close in a state it cannot send one
+            self.tcp.loseConnection()
+        tcp = self.tcp
+        self.live.reactor.callLater(CLOSE_TIMEOUT, _abort_if_open, tcp)
+
+    def heartbeat(self) -> None:
+        """Called every PING_INTERVAL: ping, or close a peer that stopped answering."""
+        if self.closed:
+            return
+        if self.pongs_missed >= 2:
+            self.close(CLOSE_GOING_AWAY, "no pong")
+            return
+        self.pongs_missed += 1
+        self.wire.ping(b"parley")
+
+
+def _abort_if_open(tcp) -> None:
+    if tcp.connected:
+        tcp.abortConnection()
+
+
+class WebSocketResource(RoomResource):
+    """``/ws/rooms/<slug>/``: checks first, then the handshake, then a ChatWebSocket."""
+
+    def render_GET(self, request: Request):
+        slug, refusal = self.check(request)
+        if refusal is not None:
+            write_error(request, refusal)
+            return NOT_DONE_YET
+        try:
+            since = query_int(request, "since")
+        except ValueError:
+            write_error(request, "bad_request", "since must be a non-negative integer.")
+            return NOT_DONE_YET
+        handshake = H11Handshake(ConnectionType.SERVER)
+        headers = [
+            (name, value)
+            for name, values in request.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
+        try:
+            handshake.initiate_upgrade_connection(headers, request.path)
+        except RemoteProtocolError as error:
+            request.setHeader(b"upgrade", b"websocket")
+            write_error(request, "bad_request", f"Not a WebSocket handshake: {error}")
+            return NOT_DONE_YET
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        d = self.access(request, slug)
+        d.addCallback(self._authorized, request, handshake, since, gone)
+        d.addErrback(self._failed, request)
+        return NOT_DONE_YET
+
+    def _authorized(self, access, request: Request, handshake, since, gone) -> None:
+        refusal = self.refusal(access)
+        if refusal is not None:
+            write_error(request, refusal)
+            return
+        d = self.live.hub.room(access.room)
+        d.addCallback(self._upgrade, access, request, handshake, since, gone)
+        return d
+
+    def _upgrade(self, room, access, request: Request, handshake, since, gone) -> None:
+        if gone or request.channel is None or request.channel.transport is None:
+            return  # the client left while we were checking
+        protocol = ChatWebSocket(self.live, room, access.user, since)
+        response = handshake.send(AcceptConnection())  # creates handshake.connection
+        wire = LimitedWireProtocol(handshake.connection, serverBootstrap, protocol)
+        wire.max_message_bytes = settings.CHAT_MAX_FRAME_BYTES
+        transport = request.channel.transport
+        request.channel._protocolUpgradeForWebsockets(wire)
+        transport.write(response)
+        protocol.negotiationFinished()
+
+    def _failed(self, failure, request: Request) -> None:
+        logger.warning("websocket handshake failed: %s", failure.getErrorMessage())
+        write_error(request, "unavailable")

@@ -1,0 +1,219 @@
+"""The room log: the one place where events get their seq.
+
+Every durable event of a room is appended here, inside the database transaction that
+inserts it. The room row is locked first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
+IMMEDIATE transactions lock the whole database), then its ``last_seq`` is advanced by the
+number of new events, so seqs are gap-free and ordered across threads and processes and
+are never handed out by anything but a committed transaction.
+
+This module is plain Django: the chat store calls it from its own thread pool, the admin
+from a WSGI thread. It never runs on the reactor thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from chat.models import Message, Room
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One user's send into one room, as the hub hands it over."""
+
+    room: str  # slug
+    user_id: int
+    username: str
+    body: str
+    client_id: str | None
+    # Over the rate limit: only answer with the seq of an already stored client_id,
+    # never append (a resend does not count against the limit; a new send does).
+    lookup_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    seq: int | None = None
+    event: dict | None = None  # the new event when one was appended
+    error: str | None = None  # a PROTOCOL.md error code
+
+    @property
+    def created(self) -> bool:
+        return self.event is not None
+
+
+FORBIDDEN_ARCHIVED = SendResult(error="forbidden")
+
+
+def allocate_seqs(room_id: int, count: int) -> int:
+    """Advance the room's ``last_seq`` by ``count``; returns the new last seq.
+
+    Must run inside the transaction that inserts the events, after the room row is locked.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE chat_room SET last_seq = last_seq + %s WHERE id = %s RETURNING last_seq",
+            [count, room_id],
+        )
+        return cursor.fetchone()[0]
+
+
+def lock_rooms(slugs: Sequence[str]) -> dict[str, Room]:
+    """Lock the rows of these rooms, in id order so that concurrent batches cannot deadlock."""
+    rooms = Room.objects.select_for_update().filter(slug__in=set(slugs)).order_by("id")
+    return {room.slug: room for room in rooms}
+
+
+def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
+    """Append a batch of sends in ONE transaction (group commit); one result per request.
+
+    Requests keep their order within a room, so sends pipelined by one sender get seqs in
+    the order they were sent. A request whose (room, user, client_id) is already stored,
+    in the database or earlier in the same batch, gets the original seq and appends nothing.
+    """
+    results: list[SendResult | None] = [None] * len(requests)
+    with transaction.atomic():
+        rooms = lock_rooms([r.room for r in requests])
+        allowed = _posting_rights(rooms, requests)
+        stored = _stored_client_ids(rooms, requests)
+        claimed: dict[tuple[int, int, str], int] = {}  # key -> index of its first send
+        repeats: list[tuple[int, int]] = []  # (index, index of the first send)
+        new_by_room: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            room = rooms.get(request.room)
+            if room is None:
+                results[index] = SendResult(error="not_found")
+                continue
+            if room.is_archived or (room.id, request.user_id) not in allowed:
+                results[index] = SendResult(error="forbidden")
+                continue
+            key = (room.id, request.user_id, request.client_id)
+            if request.client_id is not None and key in stored:
+                results[index] = SendResult(seq=stored[key])
+                continue
+            if request.client_id is not None and key in claimed:
+                repeats.append((index, claimed[key]))
+                continue
+            if request.lookup_only:
+                results[index] = SendResult(error="rate_limited")
+                continue
+            if request.client_id is not None:
+                claimed[key] = index
+            new_by_room.setdefault(request.room, []).append(index)
+
+        now = timezone.now()
+        rows: list[Message] = []
+        for slug, indexes in new_by_room.items():
+            room = rooms[slug]
+            last = allocate_seqs(room.id, len(indexes))
+            for seq, index in enumerate(indexes, start=last - len(indexes) + 1):
+                request = requests[index]
+                row = Message(
+                    room_id=room.id,
+                    seq=seq,
+                    kind=Message.Kind.MESSAGE,
+                    user_id=request.user_id,
+                    body=request.body,
+                    client_id=request.client_id,
+                    created_at=now,
+                )
+                rows.append(row)
+                results[index] = SendResult(
+                    seq=seq, event=row.to_event(room_slug=slug, username=request.username)
+                )
+        Message.objects.bulk_create(rows)
+
+    # A client_id sent twice in one batch: the repeat gets the first send's seq.
+    for index, first in repeats:
+        results[index] = SendResult(seq=results[first].seq)
+    return results  # type: ignore[return-value]
+
+
+def _posting_rights(
+    rooms: dict[str, Room], requests: Sequence[SendRequest]
+) -> set[tuple[int, int]]:
+    """(room id, user id) pairs allowed to post: any user in a public room, members else."""
+    allowed: set[tuple[int, int]] = set()
+    private: dict[int, set[int]] = {}
+    for request in requests:
+        room = rooms.get(request.room)
+        if room is None:
+            continue
+        if room.is_public:
+            allowed.add((room.id, request.user_id))
+        else:
+            private.setdefault(room.id, set()).add(request.user_id)
+    for room_id, user_ids in private.items():
+        members = Room.members.through.objects.filter(room_id=room_id, user_id__in=user_ids)
+        allowed.update((room_id, user_id) for user_id in members.values_list("user_id", flat=True))
+    return allowed
+
+
+def _stored_client_ids(
+    rooms: dict[str, Room], requests: Sequence[SendRequest]
+) -> dict[tuple[int, int, str], int]:
+    """(room id, user id, client_id) -> seq for the batch's client_ids already stored."""
+    wanted: dict[int, set[str]] = {}
+    for request in requests:
+        room = rooms.get(request.room)
+        if room is not None and request.client_id is not None:
+            wanted.setdefault(room.id, set()).add(request.client_id)
+    stored: dict[tuple[int, int, str], int] = {}
+    for room_id, client_ids in wanted.items():
+        rows = Message.objects.filter(room_id=room_id, client_id__in=client_ids).values_list(
+            "user_id", "client_id", "seq"
+        )
+        for user_id, client_id, seq in rows:
+            stored[(room_id, user_id, client_id)] = seq
+    return stored
+
+
+def delete_message(message_id: int, by_user_id: int | None = None) -> dict | None:
+    """Soft-delete a message and append its ``deleted`` event; returns that event.
+
+    Returns None when the message is already deleted or is not a ``message`` event. The
+    caller hands the event to the live hub once the transaction has committed.
+    """
+    with transaction.atomic():
+        message = Message.objects.select_related("room").get(pk=message_id)
+        lock_rooms([message.room.slug])
+        message.refresh_from_db(fields=["deleted_at"])
+        if message.kind != Message.Kind.MESSAGE or message.deleted_at is not None:
+            return None
+        now = timezone.now()
+        message.deleted_at = now
+        message.save(update_fields=["deleted_at"])
+        seq = allocate_seqs(message.room_id, 1)
+        event_row = Message.objects.create(
+            room_id=message.room_id,
+            seq=seq,
+            kind=Message.Kind.DELETED,
+            user_id=by_user_id,
+            target=message.seq,
+            created_at=now,
+        )
+        return event_row.to_event(room_slug=message.room.slug)
+
+
+def read_events(room_id: int, room_slug: str, after: int, limit: int) -> list[dict]:
+    """Events with ``seq > after`` in seq order, at most ``limit`` (replay, long-poll)."""
+    rows = (
+        Message.objects.filter(room_id=room_id, seq__gt=after)
+        .select_related("user")
+        .order_by("seq")[:limit]
+    )
+    return [row.to_event(room_slug=room_slug) for row in rows]
+
+
+def read_page(room_id: int, room_slug: str, before: int | None, limit: int) -> list[dict]:
+    """The ``limit`` events before seq ``before`` (newest last): the history API's page."""
+    rows = Message.objects.filter(room_id=room_id).select_related("user")
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    page = list(rows.order_by("-seq")[:limit])
+    page.reverse()
+    return [row.to_event(room_slug=room_slug) for row in page]

@@ -1,0 +1,87 @@
+"""One server process: thread pools, the Site, the listening port and graceful shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from twisted.internet import defer, task
+from twisted.python import log as twisted_log
+
+from project.server import ParleySite, WSGIThreadPool, build_site
+
+logger = logging.getLogger("parley.serve")
+
+
+class GracefulShutdown:
+    """On SIGTERM/SIGINT: stop accepting, report draining, let in-flight work finish.
+
+    Runs as a "before shutdown" trigger, so the reactor waits for the Deferred it returns
+    (at most ``grace`` seconds) before it disconnects everything and stops the pools.
+    """
+
+    def __init__(self, reactor, port, site: ParleySite, live=None, grace: float = 10.0):
+        self.reactor = reactor
+        self.port = port
+        self.site = site
+        self.live = live
+        self.grace = grace
+
+    @defer.inlineCallbacks
+    def drain(self):
+        logger.info("shutting down: draining for at most %.1fs", self.grace)
+        self.site.draining = True
+        yield self.port.stopListening()
+        if self.live is not None:
+            yield self.live.drain()
+        deadline = self.reactor.seconds() + self.grace
+        while self.site_requests_in_flight() and self.reactor.seconds() < deadline:
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
+        left = self.site_requests_in_flight()
+        if left:
+            logger.warning("%d request(s) still running after %.1fs; stopping", left, self.grace)
+        else:
+            logger.info("drained")
+
+    def site_requests_in_flight(self) -> int:
+        return self.site.in_flight
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from django.conf import settings
+    from twisted.internet import reactor
+
+    # Twisted's own log messages go to Python logging, next to Django's.
+    twisted_log.PythonLoggingObserver(loggerName="twisted").start()
+
+    wsgi_pool = WSGIThreadPool(minthreads=1, maxthreads=args.threads, name="wsgi")
+    from chat.live.service import LiveService
+
+    live = LiveService.from_settings(reactor, settings)
+    site = build_site(
+        reactor=reactor,
+        wsgi_pool=wsgi_pool,
+        live_children=live.resources(),
+        health_details=live.health,
+    )
+    port = reactor.listenTCP(args.port, site, interface=args.host, backlog=1024)
+    address = port.getHost()
+    reactor.callWhenRunning(wsgi_pool.start)
+    reactor.callWhenRunning(live.start)
+    reactor.addSystemEventTrigger("after", "shutdown", live.stop)
+    shutdown = GracefulShutdown(reactor, port, site, live=live, grace=args.grace)
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown.drain)
+    reactor.addSystemEventTrigger("after", "shutdown", wsgi_pool.stop)
+
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    print(
+        f"Parley is serving on http://{host}:{address.port}/ "
+        f"({args.threads} WSGI threads, DEBUG={'on' if settings.DEBUG else 'off'})\n"
+        "Create an admin with: python manage.py createsuperuser   (then open /admin/)",
+        flush=True,
+    )
+    reactor.run()
+    logger.info("stopped")
+    sys.stdout.flush()
+    return 0

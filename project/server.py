@@ -1,0 +1,358 @@
+"""The Twisted side of the HTTP server: one Site with the URL map of PROTOCOL.md.
+
+``build_site()`` puts Django (through ``WSGIResource`` on its own thread pool), the static
+files, the live-chat transports, ``/healthz`` and ``/metrics`` under one resource tree.
+The request, channel and site classes here close the gaps Twisted's defaults leave open
+for a public-facing server: bodies are capped before they are buffered, request heads
+must arrive in bounded time, header names Django would confuse are dropped, and
+forwarded-for headers are believed only from trusted proxies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+from twisted.python.threadpool import ThreadPool
+from twisted.web import http
+from twisted.web.resource import NoResource, Resource
+from twisted.web.server import Request, Site
+from twisted.web.wsgi import WSGIResource
+
+from project import metrics
+
+access_log = logging.getLogger("parley.access")
+logger = logging.getLogger(__name__)
+disable_created_metrics()
+
+# A request head (request line and headers) must arrive within this many seconds of its
+# first byte. Twisted's idle timeout is reset by every byte, so without this a client
+# sending one byte every few seconds ("slowloris") could hold a connection forever.
+HEAD_TIMEOUT = 30.0
+# Idle keep-alive connections (no request in progress, nothing arriving) are closed after
+# this long. Twisted suspends it while a request is being answered, so long-polls and
+# event streams are not cut by it; they have their own heartbeats and bounds.
+IDLE_TIMEOUT = 75
+# Headers that describe the client as seen by a proxy; only a trusted proxy may set them.
+FORWARDED_HEADERS = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host")
+
+_TOO_LARGE_BODY = json.dumps(
+    {"error": {"code": "too_large", "detail": "The request body is too large."}}
+).encode()
+
+
+class WSGIThreadPool(ThreadPool):
+    """Django's pool. Daemon threads: a request stuck past the shutdown grace period must
+    not keep the process alive after the reactor has stopped."""
+
+    def threadFactory(self, *args: Any, **kwargs: Any):
+        import threading
+
+        return threading.Thread(*args, daemon=True, **kwargs)
+
+
+class ParleyRequest(Request):
+    """A request whose body is capped and whose headers are cleaned before any resource."""
+
+    _refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        self.started_at = time.monotonic()
+        self._body_bytes = 0
+        self._clean_headers()
+        limit = settings.MAX_REQUEST_BYTES
+        if length is not None and length > limit:
+            self._refuse_body()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._body_bytes += len(data)
+        if self._body_bytes > settings.MAX_REQUEST_BYTES:  # chunked bodies have no length
+            self._refuse_body()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refused:
+            return
+        super().requestReceived(command, path, version)
+
+    def _refuse_body(self) -> None:
+        """Answer 413 and close, before the body is read into memory or a temporary file.
+
+        The channel is still parsing this request, so the ordinary response machinery
+        (which finishes the request and reads the next one) cannot be used; a complete
+        response is written straight to the transport instead.
+        """
+        self._refused = True
+        self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after a 413
+        self.content = None
+        response = (
+            b"HTTP/1.1 413 Request Entity Too Large\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(_TOO_LARGE_BODY)).encode() + b"\r\n"
+            b"Connection: close\r\n\r\n" + _TOO_LARGE_BODY
+        )
+        self.channel.transport.write(response)
+        self.channel.transport.loseConnection()
+        metrics.REFUSED_BODIES.inc()
+        metrics.REQUESTS.labels("413").inc()
+        channel = self.channel
+        access_log.info(
+            '%s - - %s "%s %s %s" 413 %d',
+            self.getClientAddress().host,
+            http.datetimeToLogString(),
+            getattr(channel, "_command", b"-").decode("latin-1"),
+            getattr(channel, "_path", b"-").decode("latin-1"),
+            getattr(channel, "_version", b"-").decode("latin-1"),
+            len(_TOO_LARGE_BODY),
+        )
+
+    def _clean_headers(self) -> None:
+        headers = self.requestHeaders
+        # WSGI maps a header name to HTTP_<NAME> with "-" turned into "_", so a client's
+        # "X_Forwarded_For" would overwrite a proxy's "X-Forwarded-For" in Django's eyes.
+        # Names with "_" are never needed by Parley: drop them (as nginx does by default).
+        for name, _values in list(headers.getAllRawHeaders()):
+            if b"_" in name:
+                headers.removeHeader(name)
+        if not self.from_trusted_proxy():
+            for name in FORWARDED_HEADERS:
+                headers.removeHeader(name)
+
+    def from_trusted_proxy(self) -> bool:
+        proxies = settings.TRUSTED_PROXIES
+        if not proxies:
+            return False
+        host = getattr(self.getClientAddress(), "host", None)
+        try:
+            address = ipaddress.ip_address(host)
+        except (TypeError, ValueError):
+            return False
+        return any(address in network for network in proxies)
+
+    def client_ip(self) -> str:
+        """The client's address: the proxy's word for it when the proxy is trusted."""
+        forwarded = self.getHeader(b"x-forwarded-for")
+        if forwarded and self.from_trusted_proxy():
+            return forwarded.split(",")[-1].strip()
+        return getattr(self.getClientAddress(), "host", "-")
+
+
+class ParleyChannel(http.HTTPChannel):
+    """HTTPChannel with a deadline for each request head."""
+
+    _head_deadline = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._head_deadline is None and not self._handlingRequest and data:
+            self._head_deadline = self.callLater(HEAD_TIMEOUT, self._head_timed_out)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._cancel_head_deadline()
+        super().allHeadersReceived()
+
+    def connectionLost(self, reason) -> None:
+        self._cancel_head_deadline()
+        super().connectionLost(reason)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            if self._head_deadline.active():
+                self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        logger.info("request head not complete after %ss; closing", HEAD_TIMEOUT)
+        self._respondToBadRequestAndDisconnect()
+
+
+class ParleySite(Site):
+    """The one Site of a process: writes the access log and the HTTP metrics."""
+
+    requestFactory = ParleyRequest
+    protocol = ParleyChannel
+
+    def __init__(self, resource: Resource, **kwargs: Any) -> None:
+        super().__init__(resource, timeout=IDLE_TIMEOUT, parsePOSTFormSubmission=False, **kwargs)
+        self.draining = False
+        self.in_flight = 0  # Django requests being answered (see DjangoFallback)
+
+    def request_done(self, _result: object) -> None:
+        self.in_flight -= 1
+
+    def log(self, request: ParleyRequest) -> None:
+        status = request.code
+        metrics.REQUESTS.labels(str(status)).inc()
+        started = getattr(request, "started_at", None)
+        if started is not None:
+            metrics.REQUEST_LATENCY.observe(time.monotonic() - started)
+        # Common Log Format: host ident authuser [date] "request" status bytes
+        access_log.info(
+            '%s - - %s "%s %s %s" %d %s',
+            request.client_ip(),
+            http.datetimeToLogString(),
+            request.method.decode("latin-1"),
+            request.uri.decode("latin-1"),
+            request.clientproto.decode("latin-1"),
+            status,
+            request.sentLength or "-",
+        )
+
+
+def guard_wsgi_close(application: Callable) -> Callable:
+    """Make sure the WSGI response's ``close()`` runs even when iterating it raises.
+
+    Twisted's WSGIResource calls ``close()`` only after a clean iteration, but Django
+    sends ``request_finished`` (which returns the thread's database connection) from
+    ``close()``: without this, a streaming response that fails mid-way leaks it.
+    """
+
+    def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        return _ClosingIterator(application(environ, start_response))
+
+    return guarded
+
+
+class _ClosingIterator:
+    def __init__(self, result: Iterable[bytes]) -> None:
+        self._result = result
+        self._closed = False
+
+    def __iter__(self):
+        try:
+            yield from self._result
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+
+
+class DjangoFallback(Resource):
+    """Everything not claimed by a native resource goes to Django, with the right paths.
+
+    Reached as a child of the root, WSGIResource would take the first path segment as
+    SCRIPT_NAME ("/rooms" for "/rooms/lobby/"), and every reverse() and redirect would be
+    wrong. The segment is moved back so that Django sees SCRIPT_NAME "" and the full path.
+    """
+
+    isLeaf = True
+
+    def __init__(self, wsgi: WSGIResource) -> None:
+        super().__init__()
+        self.wsgi = wsgi
+
+    def render(self, request: Request):
+        while request.prepath:
+            request.postpath.insert(0, request.prepath.pop())
+        # Counted so that a graceful shutdown can wait for pages being rendered.
+        site = request.channel.site
+        site.in_flight += 1
+        request.notifyFinish().addBoth(site.request_done)
+        return self.wsgi.render(request)
+
+
+class RootResource(Resource):
+    """The URL map of PROTOCOL.md: native children by first segment, Django for the rest."""
+
+    def __init__(self, django: Resource) -> None:
+        super().__init__()
+        self.django = django
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return self.django
+
+    def render(self, request: Request):  # "/" itself
+        return self.django.render(request)
+
+
+class HealthResource(Resource):
+    """``/healthz``: 200 while serving, 503 while draining (load balancers stop sending)."""
+
+    isLeaf = True
+
+    def __init__(self, site_state: Callable[[], ParleySite], details: Callable[[], dict]):
+        super().__init__()
+        self.site_state = site_state
+        self.details = details
+
+    def render_GET(self, request: Request) -> bytes:
+        draining = self.site_state().draining
+        body = {"status": "draining" if draining else "ok", **self.details()}
+        request.setResponseCode(503 if draining else 200)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(body).encode()
+
+    render_HEAD = render_GET
+
+
+class MetricsResource(Resource):
+    """``/metrics`` in Prometheus text format."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        return generate_latest()
+
+
+def build_site(
+    *,
+    reactor,
+    wsgi_pool: ThreadPool,
+    live_children: dict[bytes, Resource] | None = None,
+    health_details: Callable[[], dict] | None = None,
+) -> ParleySite:
+    """The whole URL map of PROTOCOL.md as one Site."""
+    from django.core.wsgi import get_wsgi_application
+
+    from project.static import build_static_resource
+
+    wsgi = WSGIResource(reactor, wsgi_pool, guard_wsgi_close(get_wsgi_application()))
+    root = RootResource(DjangoFallback(wsgi))
+    root.putChild(b"static", build_static_resource())
+    site_holder: list[ParleySite] = []
+
+    def details() -> dict:
+        found = {
+            "wsgi": {
+                "threads": wsgi_pool.max,
+                "busy": len(wsgi_pool.working),
+                "queued": wsgi_pool._queue.qsize(),
+            }
+        }
+        if health_details is not None:
+            found.update(health_details())
+        return found
+
+    root.putChild(b"healthz", HealthResource(lambda: site_holder[0], details))
+    root.putChild(b"metrics", MetricsResource())
+    children = live_children or {
+        b"ws": NoResource("live chat is not available"),
+        b"events": NoResource("live chat is not available"),
+        b"poll": NoResource("live chat is not available"),
+    }
+    for name, child in children.items():
+        root.putChild(name, child)
+    metrics.register_pool("wsgi", wsgi_pool)
+    site = ParleySite(root)
+    site_holder.append(site)
+    return site

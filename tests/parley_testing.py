@@ -1,0 +1,133 @@
+"""Helpers for tests that run Parley for real: ``serve.py`` in a subprocess on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+_SERVING = re.compile(r"serving on (http://\S+?)/? ")
+
+
+class ServerProcess:
+    """``python serve.py`` with its own database and static root, on a port it picks."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.static_root = workdir / "static"
+        self.log_path = workdir / "server.log"
+        self.database_url = database_url or f"sqlite:///{workdir / 'db.sqlite3'}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "STATIC_ROOT": str(self.static_root),
+            "DJANGO_SECRET_KEY": "parley-tests-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.args = args or []
+        self.port: int | None = None
+        self.url = ""
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0, port: int = 0) -> ServerProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(REPO / "serve.py"), "--port", str(port), *self.args],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _SERVING.search(self.log())
+            if match:
+                self.url = match.group(1)
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve.py exited {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"serve.py did not start in {timeout}s:\n{self.log()}")
+
+    def restart(self, timeout: float = 60.0) -> ServerProcess:
+        """Start again on the same port (after stop() or kill())."""
+        return self.start(timeout=timeout, port=self.port or 0)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def manage(self, *command: str, input: str | None = None) -> str:
+        """Run ``manage.py`` against this server's database."""
+        done = subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), *command],
+            cwd=REPO,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 10.0), **kwargs)
+
+
+def login_client(server: ServerProcess, username: str, password: str) -> httpx.Client:
+    """An httpx client signed in through the real login form (session + CSRF cookies)."""
+    client = server.client()
+    page = client.get("/accounts/login/")
+    token = client.cookies["csrftoken"]
+    response = client.post(
+        "/accounts/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+        headers={"Referer": server.url + "/accounts/login/"},
+    )
+    assert response.status_code == 302, (page.status_code, response.status_code, response.text)
+    return client
+
+
+def create_user(server: ServerProcess, username: str, password: str, staff: bool = False) -> None:
+    server.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User;"
+        f"u = User.objects.create_user({username!r}, password={password!r});"
+        f"u.is_staff = u.is_superuser = {staff!r}; u.save()",
+    )
