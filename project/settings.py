@@ -122,6 +122,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 
 # Live chat (PROTOCOL.md "Limits and configuration").
 REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
+# Prefix of Parley's Redis channels and keys, so that several deployments (or test runs)
+# can share one Redis (pub/sub channels ignore the database number).
+CHAT_REDIS_PREFIX = os.environ.get("CHAT_REDIS_PREFIX", "parley").strip() or "parley"
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 4000, minimum=1)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 65536, minimum=1024)
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10s"))

@@ -9,10 +9,15 @@ twice or out of order without breaking a guarantee.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import unquote, urlsplit
 
 from chat.live.events import OutboundEvent
+
+logger = logging.getLogger(__name__)
 
 
 class Bus(Protocol):
@@ -57,3 +62,131 @@ class LocalBus:
 
     def stop(self) -> None:
         pass
+
+
+class RedisBus:
+    """Several processes: events go through Redis pub/sub, one channel per room.
+
+    A process delivers its own events to its hub at once and also publishes them, so its
+    subscribers are served even while Redis is down; the copy that comes back from Redis
+    is dropped by the hub as already delivered. Redis pub/sub keeps nothing for a
+    process that is disconnected: what a process misses while Redis (or its connection)
+    is down is read back from the database by the hub's catch-up, which runs when the
+    subscription comes back and periodically for every active room (LiveService).
+    """
+
+    def __init__(self, reactor, url: str, prefix: str = "parley") -> None:
+        self.reactor = reactor
+        self.prefix = prefix
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", ""):
+            raise ValueError(f"REDIS_URL must be redis://host:port/db, not {url!r}")
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 6379
+        self.password = unquote(parts.password) if parts.password else None
+        self.dbid = int(parts.path.strip("/") or 0)
+        self._deliver: Callable[[OutboundEvent], None] | None = None
+        self.on_reconnect: Callable[[], None] | None = None
+        self.followed: set[str] = set()
+        self.publisher = None
+        self.subscriber = None
+        self._services: list = []
+
+    def channel(self, slug: str) -> str:
+        return f"{self.prefix}:room:{slug}"
+
+    def attach(self, deliver: Callable[[OutboundEvent], None]) -> None:
+        self._deliver = deliver
+
+    def start(self) -> None:
+        from twisted.application.internet import ClientService, backoffPolicy
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        from twisted.internet.protocol import Factory
+
+        endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=5)
+        # Reconnect with exponential backoff and jitter, from half a second up to 10 s:
+        # fast after a blip, gentle on a Redis that is down for long.
+        policy = backoffPolicy(initialDelay=0.5, maxDelay=10.0)
+        for role in ("publisher", "subscriber"):
+            factory = Factory.forProtocol(lambda role=role: self._protocol(role))
+            service = ClientService(endpoint, factory, retryPolicy=policy, clock=self.reactor)
+            service.startService()
+            self._services.append(service)
+
+    def stop(self):
+        from twisted.internet import defer
+
+        return defer.gatherResults(
+            [service.stopService() for service in self._services], consumeErrors=True
+        )
+
+    def _protocol(self, role: str):
+        import txredisapi
+
+        base = txredisapi.SubscriberProtocol if role == "subscriber" else txredisapi.RedisProtocol
+        bus = self
+
+        class BusProtocol(base):
+            def connectionMade(self):
+                self.whenConnected().addCallback(lambda proto: bus._ready(role, proto))
+                return super().connectionMade()
+
+            def connectionLost(self, reason):
+                bus._lost(role, self)
+                return super().connectionLost(reason)
+
+            def messageReceived(self, pattern, channel, message):
+                bus._message(message)
+
+        return BusProtocol(password=self.password, dbid=self.dbid, replyTimeout=10)
+
+    def _ready(self, role: str, proto) -> None:
+        logger.info("redis bus: %s connected to %s:%s", role, self.host, self.port)
+        setattr(self, role, proto)
+        if role == "subscriber":
+            if self.followed:
+                proto.subscribe([self.channel(slug) for slug in self.followed])
+            if self.on_reconnect is not None:
+                self.on_reconnect()
+
+    def _lost(self, role: str, proto) -> None:
+        if getattr(self, role) is proto:
+            logger.warning("redis bus: %s connection lost; reconnecting", role)
+            setattr(self, role, None)
+
+    def _message(self, message: str | bytes) -> None:
+        data = message.encode() if isinstance(message, str) else bytes(message)
+        try:
+            event = json.loads(data)
+        except ValueError:
+            event = None
+        if (
+            not isinstance(event, dict)
+            or not isinstance(event.get("room"), str)
+            or not isinstance(event.get("seq"), int)
+        ):
+            logger.warning("redis bus: ignoring a malformed message %r", data[:200])
+            return
+        if self._deliver is not None:
+            self._deliver(OutboundEvent(event, data=data))
+
+    def publish(self, event: dict, started: float | None = None) -> None:
+        outbound = OutboundEvent(event, started)
+        if self._deliver is not None:
+            self._deliver(outbound)
+        if self.publisher is None:
+            return  # the other processes catch up from the database
+        d = self.publisher.publish(self.channel(event["room"]), outbound.data)
+        d.addErrback(
+            lambda failure: logger.warning("redis publish failed: %s", failure.getErrorMessage())
+        )
+
+    def follow(self, slug: str) -> None:
+        self.followed.add(slug)
+        if self.subscriber is not None:
+            self.subscriber.subscribe(self.channel(slug))
+
+    def unfollow(self, slug: str) -> None:
+        self.followed.discard(slug)
+        if self.subscriber is not None:
+            self.subscriber.unsubscribe(self.channel(slug))

@@ -34,11 +34,14 @@ class OutboundEvent:
 
     __slots__ = ("_sse", "_ws", "data", "event", "seq", "started", "type")
 
-    def __init__(self, event: dict, started: float | None = None) -> None:
+    def __init__(
+        self, event: dict, started: float | None = None, data: bytes | None = None
+    ) -> None:
         self.event = event
         self.type: str = event["type"]
         self.seq: int | None = event.get("seq")
-        self.data: bytes = _dumps(event).encode()
+        # ``data`` when the JSON text is already at hand (an event from the Redis bus).
+        self.data: bytes = data if data is not None else _dumps(event).encode()
         # When the send that produced it began (time.monotonic), for the latency metric.
         self.started = started
         self._ws: bytes | None = None

@@ -402,10 +402,14 @@ class RoomHub:
     def drop_all(self, reason: str) -> None:
         """Shutdown: end every subscription and answer every held long-poll."""
         for room in list(self.rooms.values()):
-            for subscriber in (*room.subscribers, *room.joining):
-                self.unsubscribe(room, subscriber)
-                subscriber.drop(reason)
             self._answer_waiters(room, [], None)
+            subscribers = (*room.subscribers, *room.joining)
+            # Everyone leaves at once: no presence updates to the ones leaving.
+            room.subscribers.clear()
+            room.joining.clear()
+            room.presence.clear()
+            for subscriber in subscribers:
+                subscriber.drop(reason)
 
     # -- long-poll -------------------------------------------------------------------
 

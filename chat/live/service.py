@@ -9,7 +9,7 @@ from twisted.web.resource import Resource
 
 from chat.live import metrics, publish
 from chat.live.auth import Authorizer, RateLimiter
-from chat.live.bus import Bus, LocalBus
+from chat.live.bus import Bus, LocalBus, RedisBus
 from chat.live.hub import RoomHub
 from chat.live.longpoll import LongPollResource
 from chat.live.sse import PING_INTERVAL as SSE_PING_INTERVAL
@@ -19,6 +19,11 @@ from chat.live.websocket import PING_INTERVAL as WS_PING_INTERVAL
 from chat.live.websocket import WebSocketResource
 
 logger = logging.getLogger(__name__)
+
+# Every active room's cursor is compared with the database this often, and after the bus
+# reconnects. A process that missed events (Redis down, a publish lost, a delete made
+# by a process with no reactor) catches up by itself even in a room where nobody speaks.
+CHECK_ROOMS_INTERVAL = 5.0
 
 
 class LiveService:
@@ -39,7 +44,10 @@ class LiveService:
         self.bus.attach(self.hub.deliver)
         self.websockets: set = set()
         self.streams: set = set()
+        if isinstance(self.bus, RedisBus):
+            self.bus.on_reconnect = self.check_rooms
         self._loops = [
+            self._every(CHECK_ROOMS_INTERVAL, self.check_rooms),
             self._every(
                 WS_PING_INTERVAL, lambda: [ws.heartbeat() for ws in tuple(self.websockets)]
             ),
@@ -52,7 +60,25 @@ class LiveService:
 
     @classmethod
     def from_settings(cls, reactor, settings) -> LiveService:
-        return cls(reactor, settings)
+        bus = None
+        if settings.REDIS_URL:
+            bus = RedisBus(reactor, settings.REDIS_URL, prefix=settings.CHAT_REDIS_PREFIX)
+        return cls(reactor, settings, bus=bus)
+
+    def check_rooms(self) -> None:
+        """Catch up every active room that is behind the database."""
+        rooms = [slug for slug, room in self.hub.rooms.items() if room.loaded]
+        if not rooms:
+            return
+
+        def compare(last_seqs: dict[str, int]) -> None:
+            for slug, last_seq in last_seqs.items():
+                room = self.hub.rooms.get(slug)
+                if room is not None and room.loaded and last_seq > room.last_seq:
+                    self.hub.catch_up(slug)
+
+        d = self.store.last_seqs(rooms)
+        d.addCallbacks(compare, lambda f: logger.warning("room check failed: %s", f.value))
 
     def _every(self, seconds: float, fn) -> tuple[task.LoopingCall, float]:
         loop = task.LoopingCall(fn)
