@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not run collectstatic at start (STATIC_ROOT must already be filled)",
     )
+    # Set by the supervisor of --workers for the processes it starts.
+    parser.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -98,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.workers > 1:
-        print("serve.py: --workers > 1 is not available yet", file=sys.stderr)
-        return 2
-
     prepare(args)
+    if args.workers > 1 and args.worker_fd is None:
+        from project.supervisor import run_supervisor
+
+        return run_supervisor(args)
     from project.runner import run_server
 
     return run_server(args)

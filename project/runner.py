@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from twisted.internet import defer, task
@@ -65,7 +66,17 @@ def run_server(args: argparse.Namespace) -> int:
         live_children=live.resources(),
         health_details=live.health,
     )
-    port = reactor.listenTCP(args.port, site, interface=args.host, backlog=1024)
+    if args.worker_fd is not None:
+        # A worker of --workers: the supervisor's socket, shared by every worker.
+        import socket
+
+        probe = socket.socket(fileno=os.dup(args.worker_fd))
+        family = probe.family
+        probe.close()
+        port = reactor.adoptStreamPort(args.worker_fd, family, site)
+        os.close(args.worker_fd)
+    else:
+        port = reactor.listenTCP(args.port, site, interface=args.host, backlog=1024)
     address = port.getHost()
     reactor.callWhenRunning(wsgi_pool.start)
     reactor.callWhenRunning(live.start)
@@ -75,12 +86,15 @@ def run_server(args: argparse.Namespace) -> int:
     reactor.addSystemEventTrigger("after", "shutdown", wsgi_pool.stop)
 
     host = f"[{address.host}]" if ":" in address.host else address.host
-    print(
-        f"Parley is serving on http://{host}:{address.port}/ "
-        f"({args.threads} WSGI threads, DEBUG={'on' if settings.DEBUG else 'off'})\n"
-        "Create an admin with: python manage.py createsuperuser   (then open /admin/)",
-        flush=True,
-    )
+    if args.worker_fd is not None:
+        logger.info("worker %s serving (pid %d)", args.worker_index, os.getpid())
+    else:
+        print(
+            f"Parley is serving on http://{host}:{address.port}/ "
+            f"({args.threads} WSGI threads, DEBUG={'on' if settings.DEBUG else 'off'})\n"
+            "Create an admin with: python manage.py createsuperuser   (then open /admin/)",
+            flush=True,
+        )
     reactor.run()
     logger.info("stopped")
     sys.stdout.flush()

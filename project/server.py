@@ -183,6 +183,7 @@ class ParleySite(Site):
 
     requestFactory = ParleyRequest
     protocol = ParleyChannel
+    noisy = False
 
     def __init__(self, resource: Resource, **kwargs: Any) -> None:
         super().__init__(resource, timeout=IDLE_TIMEOUT, parsePOSTFormSubmission=False, **kwargs)

@@ -109,6 +109,7 @@ class RedisBus:
         policy = backoffPolicy(initialDelay=0.5, maxDelay=10.0)
         for role in ("publisher", "subscriber"):
             factory = Factory.forProtocol(lambda role=role: self._protocol(role))
+            factory.noisy = False
             service = ClientService(endpoint, factory, retryPolicy=policy, clock=self.reactor)
             service.startService()
             self._services.append(service)

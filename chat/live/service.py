@@ -113,9 +113,9 @@ class LiveService:
         self.hub.drop_all("shutdown")
         # Let the close frames and last chunks reach the clients.
         yield task.deferLater(self.reactor, 0.1, lambda: None)
+        yield self.bus.stop()
 
     def stop(self) -> None:
-        self.bus.stop()
         self.store.stop()
 
     def connections(self) -> dict[str, int]:
