@@ -71,19 +71,13 @@ def _positive_int(value: str) -> int:
 def prepare(args: argparse.Namespace) -> None:
     """Blocking start-up work, done before the reactor runs: migrate, lobby, static files."""
     from django.conf import settings
-    from django.core.management import call_command
 
-    if not args.no_migrate:
-        call_command("migrate", interactive=False, verbosity=0)
-        from chat.setup import ensure_default_room
+    from project.prepare import collect_static, migrate
 
-        if ensure_default_room() is not None:
-            logger.info("created the public room 'lobby'")
-    if not args.no_collectstatic and not settings.DEBUG:
-        from project.collect import collect_static
-
-        if collect_static():
-            logger.info("collected static files into %s", settings.STATIC_ROOT)
+    if not args.no_migrate and migrate():
+        logger.info("created the public room 'lobby'")
+    if not args.no_collectstatic and not settings.DEBUG and collect_static():
+        logger.info("collected static files into %s", settings.STATIC_ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:

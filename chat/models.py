@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 from chat.slug import SLUG_PATTERN
 
@@ -88,7 +89,9 @@ class Message(models.Model):
     body = models.TextField(blank=True)
     client_id = models.CharField(max_length=64, null=True, blank=True)
     target = models.BigIntegerField(null=True, blank=True, help_text="For deleted: its seq.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by chat.log to one time for a whole commit batch (auto_now_add would overwrite it
+    # at insert, after the live event had been built with another time).
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:

@@ -144,23 +144,34 @@ class ParleyRequest(Request):
         """The client's address: the proxy's word for it when the proxy is trusted."""
         forwarded = self.getHeader(b"x-forwarded-for")
         if forwarded and self.from_trusted_proxy():
-            return forwarded.split(",")[-1].strip()
+            # The proxy appends the address it saw: the last entry is the one it vouches for.
+            return forwarded.decode("latin-1").split(",")[-1].strip()
         return getattr(self.getClientAddress(), "host", "-")
 
 
 class ParleyChannel(http.HTTPChannel):
-    """HTTPChannel with a deadline for each request head."""
+    """HTTPChannel with a deadline for each request head.
+
+    The deadline runs from the first byte of a request head to its last header; body
+    bytes and the wait for the next request are left to the idle timeout.
+    """
 
     _head_deadline = None
+    _awaiting_head = True
 
     def dataReceived(self, data: bytes) -> None:
-        if self._head_deadline is None and not self._handlingRequest and data:
+        if self._head_deadline is None and self._awaiting_head and data:
             self._head_deadline = self.callLater(HEAD_TIMEOUT, self._head_timed_out)
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
+        self._awaiting_head = False
         self._cancel_head_deadline()
         super().allHeadersReceived()
+
+    def requestDone(self, request) -> None:
+        self._awaiting_head = True  # what comes next is the head of another request
+        super().requestDone(request)
 
     def connectionLost(self, reason) -> None:
         self._cancel_head_deadline()

@@ -40,3 +40,15 @@ def make_server(tmp_path):
     yield make
     for server in servers:
         server.kill()
+
+
+@pytest.fixture(autouse=True)
+def _live_server_helper():
+    """pytest-django's autouse helper expects its own ``live_server``; ours is serve.py."""
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Django's default hasher spends ~0.3 s per password on purpose; tests need none of it."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

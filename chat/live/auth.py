@@ -183,3 +183,56 @@ class RateLimiter:
         ]
         for user_id in full:
             del self._buckets[user_id]
+
+
+class SharedRateLimiter(RateLimiter):
+    """The local bucket, plus a per-user count of sends in every process (fixed windows).
+
+    The count lives in Redis; each process knows it as of its last answer from Redis and
+    decides at once from what it knows, so a send never waits on Redis and sends stay in
+    order. Across processes the limit can be passed by the sends in flight at one moment.
+    """
+
+    def __init__(self, limit: RateLimit, counter, clock=time.monotonic, wall=time.time):
+        super().__init__(limit, clock)
+        self.counter = counter  # (user_id, window, seconds, amount) -> Deferred[int] | None
+        self.wall = wall
+        self.known: dict[tuple[int, int], int] = {}  # (user, window) -> sends, all processes
+
+    def _window(self) -> int:
+        return int(self.wall() // self.limit.seconds)
+
+    def allow(self, user_id: int) -> bool:
+        if not super().allow(user_id):
+            return False
+        if not self.limit.enabled:
+            return True
+        key = (user_id, self._window())
+        if self.known.get(key, 0) >= self.limit.count:
+            super().refund(user_id)
+            return False
+        self._count(key, 1)
+        return True
+
+    def refund(self, user_id: int) -> None:
+        super().refund(user_id)
+        key = (user_id, self._window())
+        if key in self.known:
+            self._count(key, -1)
+
+    def _count(self, key: tuple[int, int], amount: int) -> None:
+        self.known[key] = self.known.get(key, 0) + amount
+        d = self.counter(key[0], key[1], self.limit.seconds, amount)
+        if d is not None:
+
+            def learned(total: int) -> None:
+                if key in self.known:
+                    self.known[key] = max(self.known[key], int(total))
+
+            d.addCallbacks(learned, lambda _f: None)
+
+    def _sweep(self, now: float) -> None:
+        super()._sweep(now)
+        current = self._window()
+        for key in [k for k in self.known if k[1] < current]:
+            del self.known[key]

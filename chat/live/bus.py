@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
+import socket
+import time
 from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from chat.live.auth import RateLimiter, SharedRateLimiter
 from chat.live.events import OutboundEvent
+from project.env import RateLimit
 
 logger = logging.getLogger(__name__)
+
+# See RedisBus: presence fields are rewritten this often and trusted this long.
+PRESENCE_REFRESH = 10.0
+PRESENCE_TTL = 30.0
+PRESENCE_SYNC = "presence_sync"  # bus-internal note on a room channel; never sent to clients
 
 
 class Bus(Protocol):
@@ -32,6 +43,15 @@ class Bus(Protocol):
 
     def unfollow(self, slug: str) -> None:
         """No more subscribers in ``slug`` here."""
+
+    def rate_limiter(self, limit: RateLimit) -> RateLimiter:
+        """The per-user send limit, shared by every process of the bus."""
+
+    def share_presence(self, slug: str, users: list[str]) -> None:
+        """This process's users present in ``slug`` changed."""
+
+    def refresh(self) -> None:
+        """Periodic upkeep (presence heartbeats)."""
 
     def start(self) -> None: ...
 
@@ -57,6 +77,15 @@ class LocalBus:
     def unfollow(self, slug: str) -> None:
         pass
 
+    def rate_limiter(self, limit: RateLimit) -> RateLimiter:
+        return RateLimiter(limit)
+
+    def share_presence(self, slug: str, users: list[str]) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
     def start(self) -> None:
         pass
 
@@ -73,6 +102,12 @@ class RedisBus:
     process that is disconnected: what a process misses while Redis (or its connection)
     is down is read back from the database by the hub's catch-up, which runs when the
     subscription comes back and periodically for every active room (LiveService).
+
+    Presence: each process keeps its users of a room in one field of the hash
+    ``<prefix>:presence:<slug>``, stamped with the time; a change is announced on the
+    room's channel and the others re-read the hash. Fields are rewritten every
+    ``PRESENCE_REFRESH`` seconds and ignored once older than ``PRESENCE_TTL``, so the
+    users of a process that died disappear within that time.
     """
 
     def __init__(self, reactor, url: str, prefix: str = "parley") -> None:
@@ -87,7 +122,10 @@ class RedisBus:
         self.dbid = int(parts.path.strip("/") or 0)
         self._deliver: Callable[[OutboundEvent], None] | None = None
         self.on_reconnect: Callable[[], None] | None = None
+        self.on_remote_presence: Callable[[str, frozenset[str]], None] | None = None
         self.followed: set[str] = set()
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.local_presence: dict[str, list[str]] = {}
         self.publisher = None
         self.subscriber = None
         self._services: list = []
@@ -117,9 +155,18 @@ class RedisBus:
     def stop(self):
         from twisted.internet import defer
 
-        return defer.gatherResults(
-            [service.stopService() for service in self._services], consumeErrors=True
+        redis = self.publisher
+        gone = []
+        if redis is not None:  # leave the presence of the rooms at once, not after the TTL
+            gone = [redis.hdel(self.presence_key(slug), self.node) for slug in self.local_presence]
+        self.local_presence.clear()
+        d = defer.gatherResults(gone, consumeErrors=True)
+        d.addBoth(
+            lambda _: defer.gatherResults(
+                [service.stopService() for service in self._services], consumeErrors=True
+            )
         )
+        return d
 
     def _protocol(self, role: str):
         import txredisapi
@@ -161,6 +208,10 @@ class RedisBus:
             event = json.loads(data)
         except ValueError:
             event = None
+        if isinstance(event, dict) and event.get("type") == PRESENCE_SYNC:
+            if event.get("node") != self.node and isinstance(event.get("room"), str):
+                self._read_presence(event["room"])
+            return
         if (
             not isinstance(event, dict)
             or not isinstance(event.get("room"), str)
@@ -191,3 +242,84 @@ class RedisBus:
         self.followed.discard(slug)
         if self.subscriber is not None:
             self.subscriber.unsubscribe(self.channel(slug))
+        if self.local_presence.pop(slug, None) is not None:
+            self._write_presence(slug, announce=True)
+
+    # -- presence ------------------------------------------------------------------
+
+    def presence_key(self, slug: str) -> str:
+        return f"{self.prefix}:presence:{slug}"
+
+    def share_presence(self, slug: str, users: list[str]) -> None:
+        if users:
+            self.local_presence[slug] = users
+        else:
+            self.local_presence.pop(slug, None)
+        self._write_presence(slug, announce=True)
+
+    def _write_presence(self, slug: str, announce: bool) -> None:
+        redis = self.publisher
+        if redis is None:
+            return  # rewritten by refresh() once Redis is back
+        key = self.presence_key(slug)
+        users = self.local_presence.get(slug)
+        if users:
+            value = json.dumps({"users": users, "at": time.time()})
+            d = redis.hset(key, self.node, value)
+            d.addCallback(lambda _: redis.expire(key, int(PRESENCE_TTL * 4)))
+        else:
+            d = redis.hdel(key, self.node)
+        if announce:
+            note = json.dumps({"type": PRESENCE_SYNC, "room": slug, "node": self.node})
+            d.addCallback(lambda _: redis.publish(self.channel(slug), note))
+        d.addErrback(lambda f: logger.warning("presence write failed: %s", f.getErrorMessage()))
+
+    def _read_presence(self, slug: str) -> None:
+        redis = self.publisher
+        if redis is None:
+            return
+
+        def got(fields: dict) -> None:
+            users: set[str] = set()
+            oldest = time.time() - PRESENCE_TTL
+            for node, value in (fields or {}).items():
+                if node == self.node:
+                    continue
+                try:
+                    entry = json.loads(value)
+                    if entry["at"] >= oldest:
+                        users.update(u for u in entry["users"] if isinstance(u, str))
+                except (ValueError, TypeError, KeyError):
+                    continue
+            if self.on_remote_presence is not None:
+                self.on_remote_presence(slug, frozenset(users))
+
+        redis.hgetall(self.presence_key(slug)).addCallbacks(
+            got, lambda f: logger.warning("presence read failed: %s", f.getErrorMessage())
+        )
+
+    def refresh(self) -> None:
+        for slug in list(self.local_presence):
+            self._write_presence(slug, announce=False)
+        for slug in list(self.followed):
+            self._read_presence(slug)
+
+    # -- rate limit ----------------------------------------------------------------
+
+    def rate_limiter(self, limit: RateLimit) -> RateLimiter:
+        return SharedRateLimiter(limit, self.count_sends)
+
+    def count_sends(self, user_id: int, window: int, seconds: float, amount: int):
+        """Add ``amount`` to the user's sends in ``window`` in every process; the total."""
+        redis = self.publisher
+        if redis is None:
+            return None
+        key = f"{self.prefix}:rate:{user_id}:{window}"
+        d = redis.incr(key, amount)
+
+        def expire(total: int) -> int:
+            if total == amount:  # first of the window: it must not outlive it
+                redis.expire(key, int(seconds) + 1)
+            return total
+
+        return d.addCallback(expire)

@@ -106,6 +106,7 @@ class LiveRoom:
     held: dict = field(default_factory=dict)  # seq -> OutboundEvent arrived ahead of a gap
     early: list = field(default_factory=list)  # events that came while the room loaded
     presence: dict = field(default_factory=dict)  # username -> connections (and leases)
+    remote: frozenset = frozenset()  # users present through other processes
     leases: dict = field(default_factory=dict)  # username -> IDelayedCall (long-poll)
     typing_at: dict = field(default_factory=dict)  # username -> last announced
     gap_timer: object = None
@@ -145,6 +146,9 @@ class RoomHub:
         self._loading: dict[str, list[defer.Deferred]] = {}
         self.on_room_active: Callable[[str], None] | None = None
         self.on_room_idle: Callable[[str], None] | None = None
+        # Told the room's local users whenever they change (to share them with other
+        # processes); set_remote_presence is the other direction.
+        self.on_presence: Callable[[str, list[str]], None] | None = None
 
     # -- rooms -------------------------------------------------------------------
 
@@ -475,7 +479,7 @@ class RoomHub:
         count = room.presence.get(user.username, 0)
         room.presence[user.username] = count + 1
         if count == 0:
-            self._broadcast(room, self._presence_event(room))
+            self._presence_changed(room)
         else:
             subscriber.deliver(self._presence_event(room))
 
@@ -491,7 +495,7 @@ class RoomHub:
             room.presence[username] = count
             return
         room.presence.pop(username, None)
-        self._broadcast(room, self._presence_event(room))
+        self._presence_changed(room)
 
     def _lease_presence(self, room: LiveRoom, username: str, seconds: float) -> None:
         """Long-poll users are present while they keep polling, not only mid-request."""
@@ -509,12 +513,27 @@ class RoomHub:
         count = room.presence.get(username, 0)
         room.presence[username] = count + 1
         if count == 0:
+            self._presence_changed(room)
+
+    def _presence_changed(self, room: LiveRoom) -> None:
+        """A user came or went in this process."""
+        if self.on_presence is not None:
+            self.on_presence(room.slug, sorted(room.presence))
+        self._broadcast(room, self._presence_event(room))
+
+    def set_remote_presence(self, slug: str, users: frozenset[str]) -> None:
+        """The users other processes have in ``slug`` (from the bus)."""
+        room = self.rooms.get(slug)
+        if room is None or room.remote == users:
+            return
+        before = room.remote | room.presence.keys()
+        room.remote = users
+        if before != room.remote | room.presence.keys():
             self._broadcast(room, self._presence_event(room))
 
     def _presence_event(self, room: LiveRoom) -> OutboundEvent:
-        return OutboundEvent(
-            {"type": "presence", "room": room.slug, "users": sorted(room.presence)}
-        )
+        users = sorted(room.remote.union(room.presence))
+        return OutboundEvent({"type": "presence", "room": room.slug, "users": users})
 
     def typing(self, room: LiveRoom, sender: Subscriber) -> None:
         user = sender.user

@@ -8,8 +8,8 @@ from twisted.internet import defer, task
 from twisted.web.resource import Resource
 
 from chat.live import metrics, publish
-from chat.live.auth import Authorizer, RateLimiter
-from chat.live.bus import Bus, LocalBus, RedisBus
+from chat.live.auth import Authorizer
+from chat.live.bus import PRESENCE_REFRESH, Bus, LocalBus, RedisBus
 from chat.live.hub import RoomHub
 from chat.live.longpoll import LongPollResource
 from chat.live.sse import PING_INTERVAL as SSE_PING_INTERVAL
@@ -36,17 +36,20 @@ class LiveService:
             reactor,
             self.store,
             publish=self.bus.publish,
-            rate_limiter=RateLimiter(settings.CHAT_RATE_LIMIT),
+            rate_limiter=self.bus.rate_limiter(settings.CHAT_RATE_LIMIT),
             max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
         )
         self.hub.on_room_active = self.bus.follow
         self.hub.on_room_idle = self.bus.unfollow
+        self.hub.on_presence = self.bus.share_presence
         self.bus.attach(self.hub.deliver)
         self.websockets: set = set()
         self.streams: set = set()
         if isinstance(self.bus, RedisBus):
             self.bus.on_reconnect = self.check_rooms
+            self.bus.on_remote_presence = self.hub.set_remote_presence
         self._loops = [
+            self._every(PRESENCE_REFRESH, self.bus.refresh),
             self._every(CHECK_ROOMS_INTERVAL, self.check_rooms),
             self._every(
                 WS_PING_INTERVAL, lambda: [ws.heartbeat() for ws in tuple(self.websockets)]

@@ -1,0 +1,73 @@
+"""The chat pages: thin views over the models and the room log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_safe
+
+from chat import log
+from chat.forms import SignupForm
+from chat.models import Room
+
+# The page shows this many of the newest events; older ones come from the history API.
+PAGE_EVENTS = 50
+TRANSPORTS = ("ws", "sse", "longpoll")
+
+
+@require_safe
+def room_list(request: HttpRequest) -> HttpResponse:
+    rooms = Room.objects.visible_to(request.user)
+    return render(request, "chat/room_list.html", {"rooms": rooms})
+
+
+@require_safe
+def room(request: HttpRequest, slug: str) -> HttpResponse:
+    room = get_object_or_404(Room, slug=slug)
+    if not room.can_read(request.user):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        raise PermissionDenied
+    events = log.read_page(room.id, room.slug, None, PAGE_EVENTS)
+    # ``deleted`` events only tell live clients to drop a line; the page already shows
+    # the target as deleted (to_event blanks its body), so they are not lines themselves.
+    messages = [
+        {**event, "time": datetime.fromisoformat(event["ts"])}
+        for event in events
+        if event["type"] == "message"
+    ]
+    transport = request.GET.get("transport", "")
+    context = {
+        "room": room,
+        "messages": messages,
+        # Archival is checked here too: the composer must not invite a send that fails.
+        "can_post": room.can_post(request.user) and not room.is_archived,
+        "transport": transport if transport in TRANSPORTS else "",
+        "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+    }
+    return render(request, "chat/room.html", context)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = ""
+    if request.method == "POST":
+        form = SignupForm(request.POST)
+        if form.is_valid():
+            user = form.save()
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect(next_url or "chat:room_list")
+    else:
+        form = SignupForm()
+    return render(request, "registration/signup.html", {"form": form, "next": next_url})

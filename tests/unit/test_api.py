@@ -1,0 +1,233 @@
+"""The JSON API: /api/rooms/ and /api/rooms/<slug>/messages/ (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from chat import log
+from chat.log import SendRequest
+from chat.models import Message, Room
+
+pytestmark = pytest.mark.django_db
+
+ROOMS_URL = "/api/rooms/"
+
+
+def history_url(slug: str) -> str:
+    return f"/api/rooms/{slug}/messages/"
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def mallory(django_user_model):
+    return django_user_model.objects.create_user("mallory", password="pw-mallory-123")
+
+
+@pytest.fixture
+def rooms(alice):
+    lobby = Room.objects.create(slug="lobby", name="Lobby", description="Everyone")
+    secret = Room.objects.create(slug="secret", name="Secret", is_public=False)
+    secret.members.add(alice)
+    attic = Room.objects.create(slug="attic", name="Attic", is_archived=True)
+    return {"lobby": lobby, "secret": secret, "attic": attic}
+
+
+def post_messages(user, slug: str, count: int) -> None:
+    log.append_messages(
+        [SendRequest(slug, user.id, user.username, f"m{i}", None) for i in range(1, count + 1)]
+    )
+
+
+def assert_error(response, status: int, code: str) -> None:
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["detail"], str) and body["error"]["detail"]
+
+
+# /api/rooms/
+
+
+def test_rooms_anonymous_sees_public_rooms_including_archived(client, rooms):
+    response = client.get(ROOMS_URL)
+    assert response.status_code == 200
+    assert [r["slug"] for r in response.json()["rooms"]] == ["attic", "lobby"]
+
+
+def test_rooms_member_also_sees_private_rooms(client, rooms, alice):
+    client.force_login(alice)
+    slugs = [r["slug"] for r in client.get(ROOMS_URL).json()["rooms"]]
+    assert slugs == ["attic", "lobby", "secret"]
+
+
+def test_rooms_non_member_does_not_see_private_rooms(client, rooms, mallory):
+    client.force_login(mallory)
+    slugs = [r["slug"] for r in client.get(ROOMS_URL).json()["rooms"]]
+    assert slugs == ["attic", "lobby"]
+
+
+def test_rooms_entry_shape(client, rooms, alice):
+    post_messages(alice, "lobby", 3)
+    client.force_login(alice)
+    by_slug = {r["slug"]: r for r in client.get(ROOMS_URL).json()["rooms"]}
+    assert by_slug["lobby"] == {
+        "slug": "lobby",
+        "name": "Lobby",
+        "description": "Everyone",
+        "is_public": True,
+        "is_archived": False,
+        "last_seq": 3,
+    }
+    assert by_slug["secret"]["is_public"] is False
+    assert by_slug["attic"]["is_archived"] is True
+
+
+def test_rooms_lists_a_private_room_once_with_several_members(client, rooms, alice, mallory):
+    rooms["secret"].members.add(mallory)
+    client.force_login(alice)
+    slugs = [r["slug"] for r in client.get(ROOMS_URL).json()["rooms"]]
+    assert slugs.count("secret") == 1
+
+
+# /api/rooms/<slug>/messages/ permissions
+
+
+def test_history_public_room_is_readable_anonymously(client, rooms, alice):
+    post_messages(alice, "lobby", 2)
+    response = client.get(history_url("lobby"))
+    assert response.status_code == 200
+    assert [e["body"] for e in response.json()["events"]] == ["m1", "m2"]
+
+
+def test_history_archived_room_is_readable(client, rooms):
+    assert client.get(history_url("attic")).json() == {"events": [], "has_more": False}
+
+
+def test_history_private_room_anonymous_is_forbidden(client, rooms):
+    assert_error(client.get(history_url("secret")), 403, "forbidden")
+
+
+def test_history_private_room_non_member_is_forbidden(client, rooms, mallory):
+    client.force_login(mallory)
+    assert_error(client.get(history_url("secret")), 403, "forbidden")
+
+
+def test_history_private_room_member_reads_it(client, rooms, alice):
+    post_messages(alice, "secret", 1)
+    client.force_login(alice)
+    response = client.get(history_url("secret"))
+    assert response.status_code == 200
+    assert response.json()["events"][0]["room"] == "secret"
+
+
+def test_history_unknown_room_is_not_found(client, rooms):
+    assert_error(client.get(history_url("nowhere")), 404, "not_found")
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_api_only_answers_get(rooms, method):
+    # As a browser would send it: without a CSRF token, and still answered in JSON.
+    client = Client(enforce_csrf_checks=True)
+    for url in (ROOMS_URL, history_url("lobby")):
+        response = getattr(client, method)(url)
+        assert_error(response, 405, "bad_request")
+        assert "GET" in response["Allow"]
+
+
+# parameters
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "before=abc",
+        "before=0",
+        "before=-1",
+        "before=1.5",
+        "before=",
+        "before=%201",
+        "before=99999999999999999999",
+        "before=9223372036854775808",
+        "limit=0",
+        "limit=-1",
+        "limit=201",
+        "limit=abc",
+        "limit=",
+        "limit=1e2",
+    ],
+)
+def test_history_bad_parameters_are_400(client, rooms, query):
+    assert_error(client.get(f"{history_url('lobby')}?{query}"), 400, "bad_request")
+
+
+def test_history_largest_values_are_accepted(client, rooms, alice):
+    post_messages(alice, "lobby", 3)
+    response = client.get(f"{history_url('lobby')}?before=9223372036854775807&limit=200")
+    assert response.status_code == 200
+    assert [e["seq"] for e in response.json()["events"]] == [1, 2, 3]
+
+
+# shapes and pagination
+
+
+def test_history_event_shapes_including_deletions(client, rooms, alice):
+    log.append_messages(
+        [
+            SendRequest("lobby", alice.id, "alice", "hello", "c-1"),
+            SendRequest("lobby", alice.id, "alice", "regret", "c-2"),
+        ]
+    )
+    log.delete_message(Message.objects.get(room=rooms["lobby"], seq=2).id)
+
+    body = client.get(history_url("lobby")).json()
+
+    assert set(body) == {"events", "has_more"}
+    first, deleted_message, deleted_event = body["events"]
+    assert set(first) == {"type", "room", "seq", "user", "body", "ts", "client_id"}
+    assert (first["type"], first["seq"], first["user"], first["body"], first["client_id"]) == (
+        "message",
+        1,
+        "alice",
+        "hello",
+        "c-1",
+    )
+    assert deleted_message["body"] == "" and deleted_message["deleted"] is True
+    assert deleted_message["seq"] == 2 and deleted_message["client_id"] == "c-2"
+    assert deleted_event == {"type": "deleted", "room": "lobby", "seq": 3, "target": 2}
+    assert body["has_more"] is False
+
+
+def test_history_pages_backwards_with_has_more(client, rooms, alice):
+    post_messages(alice, "lobby", 120)
+    url = history_url("lobby")
+
+    def page(query: str = "") -> tuple[list[int], bool]:
+        body = client.get(f"{url}?{query}").json()
+        return [e["seq"] for e in body["events"]], body["has_more"]
+
+    newest, more = page()
+    assert newest == list(range(71, 121)) and more is True  # default limit 50, newest last
+    older, more = page("before=71")
+    assert older == list(range(21, 71)) and more is True
+    oldest, more = page("before=21")
+    assert oldest == list(range(1, 21)) and more is False
+    # A page ending exactly at seq 1 has nothing before it.
+    exact, more = page("before=51&limit=50")
+    assert exact == list(range(1, 51)) and more is False
+    everything, more = page("limit=120")
+    assert everything == list(range(1, 121)) and more is False
+    short, more = page("limit=119")
+    assert short == list(range(2, 121)) and more is True
+    assert page("before=1") == ([], False)
+    assert page("before=100000")[0] == list(range(71, 121))
+
+
+def test_history_is_not_cached(client, rooms):
+    assert "no-cache" in client.get(history_url("lobby"))["Cache-Control"]
