@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.web.server import NOT_DONE_YET, Request
 
 from chat.live.auth import csrf_token_valid
-from chat.live.web import RoomResource, query_int, write_error, write_json
+from chat.live.web import RoomResource, header, query_int, write_error, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +78,8 @@ class LongPollResource(RoomResource):
             write_error(request, refusal)
             return NOT_DONE_YET
         cookie = request.getCookie(settings.CSRF_COOKIE_NAME.encode())
-        header = request.getHeader(b"x-csrftoken")
         if not csrf_token_valid(
-            cookie.decode("ascii", "replace") if cookie else None,
-            header,
+            cookie.decode("latin-1") if cookie else None, header(request, b"x-csrftoken")
         ):
             write_error(request, "forbidden", "CSRF token missing or incorrect.")
             return NOT_DONE_YET

@@ -14,7 +14,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from chat.live import metrics
 from chat.live.events import OutboundEvent
-from chat.live.web import RoomResource, outbound_backlog, query_int, write_error
+from chat.live.web import RoomResource, header, outbound_backlog, query_int, write_error
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class EventStreamResource(RoomResource):
             return NOT_DONE_YET
         try:
             since = query_int(request, "since")
-            last_event_id = request.getHeader(b"last-event-id")
+            last_event_id = header(request, b"last-event-id")
             if last_event_id:  # the browser's own reconnect knows best
                 if not last_event_id.isdigit() or len(last_event_id) > 18:
                     raise ValueError("Last-Event-ID")

@@ -62,6 +62,12 @@ def query_int(request: Request, name: str) -> int | None:
     return int(raw)
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """A request header as text (Twisted gives bytes), or None when absent."""
+    value = request.getHeader(name)
+    return None if value is None else value.decode("latin-1")
+
+
 def session_key(request: Request) -> str | None:
     raw = request.getCookie(settings.SESSION_COOKIE_NAME.encode())
     if not raw:
@@ -118,7 +124,7 @@ class RoomResource(Resource):
         slug = room_slug(request)
         if slug is None:
             return None, "not_found"
-        origin = request.getHeader(b"origin")
+        origin = header(request, b"origin")
         if not origin_allowed(origin, settings.ALLOWED_HOSTS):
             return None, "forbidden"
         return slug, None
