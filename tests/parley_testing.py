@@ -45,6 +45,8 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0, port: int = 0) -> ServerProcess:
+        # The log is appended to across restarts: only what this start writes counts.
+        offset = len(self.log())
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(REPO / "serve.py"), "--port", str(port), *self.args],
@@ -55,7 +57,7 @@ class ServerProcess:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            match = _SERVING.search(self.log())
+            match = _SERVING.search(self.log()[offset:])
             if match:
                 self.url = match.group(1)
                 self.port = int(self.url.rsplit(":", 1)[1])

@@ -472,16 +472,14 @@ class RoomHub:
     # -- presence and typing ---------------------------------------------------------
 
     def _join_presence(self, room: LiveRoom, subscriber: Subscriber) -> None:
+        """Count the newcomer, tell the others if it is a new user, send it the list."""
         user = subscriber.user
-        if user is None:
-            subscriber.deliver(self._presence_event(room))
-            return
-        count = room.presence.get(user.username, 0)
-        room.presence[user.username] = count + 1
-        if count == 0:
-            self._presence_changed(room)
-        else:
-            subscriber.deliver(self._presence_event(room))
+        if user is not None:
+            count = room.presence.get(user.username, 0)
+            room.presence[user.username] = count + 1
+            if count == 0:
+                self._presence_changed(room, exclude=subscriber)
+        subscriber.deliver(self._presence_event(room))
 
     def _leave_presence(self, room: LiveRoom, subscriber: Subscriber) -> None:
         user = subscriber.user
@@ -515,11 +513,11 @@ class RoomHub:
         if count == 0:
             self._presence_changed(room)
 
-    def _presence_changed(self, room: LiveRoom) -> None:
+    def _presence_changed(self, room: LiveRoom, exclude: Subscriber | None = None) -> None:
         """A user came or went in this process."""
         if self.on_presence is not None:
             self.on_presence(room.slug, sorted(room.presence))
-        self._broadcast(room, self._presence_event(room))
+        self._broadcast(room, self._presence_event(room), exclude=exclude)
 
     def set_remote_presence(self, slug: str, users: frozenset[str]) -> None:
         """The users other processes have in ``slug`` (from the bus)."""

@@ -29,12 +29,6 @@ BIG_SIZE = 24 * 1024 * 1024
 CSS = "admin/css/base.css"
 
 
-@pytest.fixture(autouse=True)
-def _live_server_helper():
-    """pytest-django's autouse helper for its own live_server; ours is a subprocess."""
-    yield
-
-
 @pytest.fixture
 def client(live_server):
     with httpx.Client(base_url=live_server.url, timeout=10.0) as client:

@@ -376,3 +376,17 @@ def test_idle_room_is_forgotten(hub, clock):
     hub.unsubscribe(room, sub)
     clock.advance(hub_module.ROOM_IDLE + 1)
     assert "lobby" not in hub.rooms
+
+
+def test_a_newcomer_gets_presence_right_after_hello_including_itself(hub):
+    room = load(hub)
+    a = Recorder(ALICE)
+    hub.subscribe(room, a, None)
+    assert [e.type for e in a.events] == ["presence"]
+    assert a.of_type("presence")[0]["users"] == ["alice"]
+    b = Recorder(BOB)
+    hub.subscribe(room, b, None)
+    assert b.of_type("presence") == [
+        {"type": "presence", "room": "lobby", "users": ["alice", "bob"]}
+    ]
+    assert a.of_type("presence")[-1]["users"] == ["alice", "bob"]
