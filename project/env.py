@@ -62,7 +62,8 @@ class RateLimit:
         return self.count > 0
 
 
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|m|h)?\s*$")
+# COUNT/WINDOW where the window is a number, a unit, or both: "20/10s", "30/m", "5/60".
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(?=\d|[smh])(\d+(?:\.\d+)?)?\s*(s|m|h)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, None: 1}
 
 

@@ -21,7 +21,8 @@ from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
 from twisted.python.threadpool import ThreadPool
 from twisted.web import http
-from twisted.web.resource import NoResource, Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.wsgi import WSGIResource
 
@@ -48,13 +49,23 @@ _TOO_LARGE_BODY = json.dumps(
 
 
 class WSGIThreadPool(ThreadPool):
-    """Django's pool. Daemon threads: a request stuck past the shutdown grace period must
-    not keep the process alive after the reactor has stopped."""
+    """Django's pool, which never makes the process wait for a stuck view at exit.
+
+    Twisted's ``stop()`` joins every thread with no timeout; a view still running after
+    the shutdown grace period would then hang the process for good (its thread waits on
+    the stopped reactor to write its response, the reactor waits on the thread). Threads
+    are daemons and ``stop()`` only tells the idle ones to quit.
+    """
 
     def threadFactory(self, *args: Any, **kwargs: Any):
         import threading
 
         return threading.Thread(*args, daemon=True, **kwargs)
+
+    def stop(self) -> None:
+        self.joined = True
+        self.started = False
+        self._team.quit()
 
 
 class ParleyRequest(Request):
@@ -85,6 +96,13 @@ class ParleyRequest(Request):
         if self._refused:
             return
         super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason) -> None:
+        # Twisted logs a request from finish(), which WSGIResource skips when the client
+        # has already gone, even after the whole response was written: log it here.
+        if not self.finished and not self._refused and hasattr(self, "started_at"):
+            self.channel.site.log(self)
+        super().connectionLost(reason)
 
     def _refuse_body(self) -> None:
         """Answer 413 and close, before the body is read into memory or a temporary file.
@@ -196,16 +214,21 @@ class ParleySite(Site):
     protocol = ParleyChannel
     noisy = False
 
-    def __init__(self, resource: Resource, **kwargs: Any) -> None:
+    def __init__(
+        self, resource: Resource, django: DjangoFallback | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(resource, timeout=IDLE_TIMEOUT, parsePOSTFormSubmission=False, **kwargs)
+        self.django = django
         self.draining = False
-        self.in_flight = 0  # Django requests being answered (see DjangoFallback)
 
-    def request_done(self, _result: object) -> None:
-        self.in_flight -= 1
+    @property
+    def in_flight(self) -> int:
+        """Django requests being answered (see DjangoFallback)."""
+        return self.django.in_flight if self.django is not None else 0
 
     def log(self, request: ParleyRequest) -> None:
-        status = request.code
+        # A request whose client left before any response was written: 499, as nginx.
+        status = request.code if request.startedWriting or request.finished else 499
         metrics.REQUESTS.labels(str(status)).inc()
         started = getattr(request, "started_at", None)
         if started is not None:
@@ -223,23 +246,31 @@ class ParleySite(Site):
         )
 
 
-def guard_wsgi_close(application: Callable) -> Callable:
+def guard_wsgi_close(application: Callable, on_done: Callable[[], None] | None = None) -> Callable:
     """Make sure the WSGI response's ``close()`` runs even when iterating it raises.
 
     Twisted's WSGIResource calls ``close()`` only after a clean iteration, but Django
     sends ``request_finished`` (which returns the thread's database connection) from
     ``close()``: without this, a streaming response that fails mid-way leaks it.
+    ``on_done()`` runs in the WSGI thread once the job is over, whatever happened.
     """
 
     def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        return _ClosingIterator(application(environ, start_response))
+        try:
+            result = application(environ, start_response)
+        except BaseException:
+            if on_done is not None:
+                on_done()
+            raise
+        return _ClosingIterator(result, on_done)
 
     return guarded
 
 
 class _ClosingIterator:
-    def __init__(self, result: Iterable[bytes]) -> None:
+    def __init__(self, result: Iterable[bytes], on_done: Callable[[], None] | None) -> None:
         self._result = result
+        self._on_done = on_done
         self._closed = False
 
     def __iter__(self):
@@ -250,11 +281,16 @@ class _ClosingIterator:
             raise
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
+        if self._closed:
+            return
+        self._closed = True
+        try:
             close = getattr(self._result, "close", None)
             if close is not None:
                 close()
+        finally:
+            if self._on_done is not None:
+                self._on_done()
 
 
 class DjangoFallback(Resource):
@@ -263,21 +299,30 @@ class DjangoFallback(Resource):
     Reached as a child of the root, WSGIResource would take the first path segment as
     SCRIPT_NAME ("/rooms" for "/rooms/lobby/"), and every reverse() and redirect would be
     wrong. The segment is moved back so that Django sees SCRIPT_NAME "" and the full path.
+
+    It also counts the Django requests in flight, from their arrival to the end of their
+    WSGI job (not to the end of the connection: a view whose client left still runs), so
+    that a graceful shutdown can wait for them.
     """
 
     isLeaf = True
 
-    def __init__(self, wsgi: WSGIResource) -> None:
+    def __init__(self, reactor, pool: ThreadPool, application: Callable) -> None:
         super().__init__()
-        self.wsgi = wsgi
+        self.in_flight = 0
+
+        def job_done() -> None:  # in a WSGI thread
+            reactor.callFromThread(self._job_done)
+
+        self.wsgi = WSGIResource(reactor, pool, guard_wsgi_close(application, job_done))
+
+    def _job_done(self) -> None:
+        self.in_flight -= 1
 
     def render(self, request: Request):
         while request.prepath:
             request.postpath.insert(0, request.prepath.pop())
-        # Counted so that a graceful shutdown can wait for pages being rendered.
-        site = request.channel.site
-        site.in_flight += 1
-        request.notifyFinish().addBoth(site.request_done)
+        self.in_flight += 1
         return self.wsgi.render(request)
 
 
@@ -338,10 +383,10 @@ def build_site(
 
     from project.static import build_static_resource
 
-    wsgi = WSGIResource(reactor, wsgi_pool, guard_wsgi_close(get_wsgi_application()))
-    root = RootResource(DjangoFallback(wsgi))
-    root.putChild(b"static", build_static_resource())
     site_holder: list[ParleySite] = []
+    django = DjangoFallback(reactor, wsgi_pool, get_wsgi_application())
+    root = RootResource(django)
+    root.putChild(b"static", build_static_resource())
 
     def details() -> dict:
         found = {
@@ -358,13 +403,13 @@ def build_site(
     root.putChild(b"healthz", HealthResource(lambda: site_holder[0], details))
     root.putChild(b"metrics", MetricsResource())
     children = live_children or {
-        b"ws": NoResource("live chat is not available"),
-        b"events": NoResource("live chat is not available"),
-        b"poll": NoResource("live chat is not available"),
+        b"ws": notFound(),
+        b"events": notFound(),
+        b"poll": notFound(),
     }
     for name, child in children.items():
         root.putChild(name, child)
     metrics.register_pool("wsgi", wsgi_pool)
-    site = ParleySite(root)
+    site = ParleySite(root, django=django)
     site_holder.append(site)
     return site
