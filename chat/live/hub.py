@@ -297,6 +297,8 @@ class RoomHub:
     def _fan_out(self, room: LiveRoom, event: OutboundEvent) -> None:
         room.last_seq = event.seq
         room.ring.append(event)
+        if event.type == "deleted":
+            self._blank_in_ring(room, event.event.get("target"))
         subscribers = room.subscribers
         if subscribers:
             for subscriber in tuple(subscribers):
@@ -309,6 +311,17 @@ class RoomHub:
             self._answer_waiters(room, [event], event.seq)
         if event.started is not None:
             metrics.DELIVERY_LATENCY.observe(time.monotonic() - event.started)
+
+    @staticmethod
+    def _blank_in_ring(room: LiveRoom, target: object) -> None:
+        """Replays from the ring show a deleted message as the log does: no body."""
+        ring = room.ring
+        if not isinstance(target, int) or not ring or target < ring[0].seq:
+            return
+        index = target - ring[0].seq
+        if index >= len(ring) or ring[index].type != "message":
+            return
+        ring[index] = OutboundEvent({**ring[index].event, "body": "", "deleted": True})
 
     # -- subscriptions -------------------------------------------------------------
 

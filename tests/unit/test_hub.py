@@ -390,3 +390,18 @@ def test_a_newcomer_gets_presence_right_after_hello_including_itself(hub):
         {"type": "presence", "room": "lobby", "users": ["alice", "bob"]}
     ]
     assert a.of_type("presence")[-1]["users"] == ["alice", "bob"]
+
+
+def test_replay_from_the_ring_shows_a_deleted_message_without_its_body(hub, store):
+    room = load(hub)
+    for seq in (1, 2):
+        hub.deliver(OutboundEvent(store.commit(seq)))
+    deleted = {"type": "deleted", "room": "lobby", "seq": 3, "target": 1}
+    store.log["lobby"].append(deleted)
+    hub.deliver(OutboundEvent(deleted))
+    sub = Recorder()
+    hub.subscribe(room, sub, since=0)
+    replayed = [e.event for e in sub.events if e.seq is not None]
+    assert replayed[0]["body"] == "" and replayed[0]["deleted"] is True
+    assert replayed[1]["body"] == "m2" and "deleted" not in replayed[1]
+    assert replayed[2] == deleted
