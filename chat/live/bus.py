@@ -237,6 +237,7 @@ class RedisBus:
         self.followed.add(slug)
         if self.subscriber is not None:
             self.subscriber.subscribe(self.channel(slug))
+        self._read_presence(slug)  # who is here through the other processes, at once
 
     def unfollow(self, slug: str) -> None:
         self.followed.discard(slug)
