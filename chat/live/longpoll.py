@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.web.server import NOT_DONE_YET, Request
 
 from chat.live.auth import csrf_token_valid
-from chat.live.web import RoomResource, header, query_int, write_error, write_json
+from chat.live.web import RoomResource, header, write_error, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -25,16 +25,10 @@ MAX_TIMEOUT = 60
 
 class LongPollResource(RoomResource):
     def render_GET(self, request: Request):
-        slug, refusal = self.check(request)
-        if refusal is not None:
-            write_error(request, refusal)
+        prepared = self.prepare(request, "since", "timeout")
+        if prepared is None:
             return NOT_DONE_YET
-        try:
-            since = query_int(request, "since")
-            timeout = query_int(request, "timeout")
-        except ValueError as error:
-            write_error(request, "bad_request", f"{error} must be a non-negative integer.")
-            return NOT_DONE_YET
+        slug, (since, timeout) = prepared
         timeout = DEFAULT_TIMEOUT if timeout is None else min(timeout, MAX_TIMEOUT)
         waiting: list[defer.Deferred] = []
 

@@ -14,7 +14,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from chat.live import metrics
 from chat.live.events import OutboundEvent
-from chat.live.web import RoomResource, header, outbound_backlog, query_int, write_error
+from chat.live.web import RoomResource, header, outbound_backlog, write_error
 
 logger = logging.getLogger(__name__)
 
@@ -77,20 +77,16 @@ class EventStream:
 
 class EventStreamResource(RoomResource):
     def render_GET(self, request: Request):
-        slug, refusal = self.check(request)
-        if refusal is not None:
-            write_error(request, refusal)
+        prepared = self.prepare(request, "since")
+        if prepared is None:
             return NOT_DONE_YET
-        try:
-            since = query_int(request, "since")
-            last_event_id = header(request, b"last-event-id")
-            if last_event_id:  # the browser's own reconnect knows best
-                if not last_event_id.isdigit() or len(last_event_id) > 18:
-                    raise ValueError("Last-Event-ID")
-                since = int(last_event_id)
-        except ValueError:
-            write_error(request, "bad_request", "since must be a non-negative integer.")
-            return NOT_DONE_YET
+        slug, (since,) = prepared
+        last_event_id = header(request, b"last-event-id")
+        if last_event_id:  # the browser's own reconnect knows best
+            if not last_event_id.isdigit() or len(last_event_id) > 18:
+                write_error(request, "bad_request", "Last-Event-ID must be a seq.")
+                return NOT_DONE_YET
+            since = int(last_event_id)
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         d = self.access(request, slug)

@@ -129,6 +129,19 @@ class RoomResource(Resource):
             return None, "forbidden"
         return slug, None
 
+    def prepare(self, request: Request, *params: str) -> tuple[str, list[int | None]] | None:
+        """The slug and the integer query ``params``, or None once an error is written."""
+        slug, refusal = self.check(request)
+        if refusal is not None:
+            write_error(request, refusal)
+            return None
+        try:
+            values = [query_int(request, name) for name in params]
+        except ValueError as error:
+            write_error(request, "bad_request", f"{error} must be a non-negative integer.")
+            return None
+        return slug, values
+
     def access(self, request: Request, slug: str) -> defer.Deferred[Access]:
         return self.live.authorizer.access(session_key(request), slug)
 

@@ -34,7 +34,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from chat.live import metrics
 from chat.live.events import OutboundEvent, encode, websocket_text_frame
-from chat.live.web import RoomResource, outbound_backlog, query_int, write_error
+from chat.live.web import RoomResource, outbound_backlog, write_error
 
 logger = logging.getLogger(__name__)
 
@@ -237,15 +237,10 @@ class WebSocketResource(RoomResource):
     """``/ws/rooms/<slug>/``: checks first, then the handshake, then a ChatWebSocket."""
 
     def render_GET(self, request: Request):
-        slug, refusal = self.check(request)
-        if refusal is not None:
-            write_error(request, refusal)
+        prepared = self.prepare(request, "since")
+        if prepared is None:
             return NOT_DONE_YET
-        try:
-            since = query_int(request, "since")
-        except ValueError:
-            write_error(request, "bad_request", "since must be a non-negative integer.")
-            return NOT_DONE_YET
+        slug, (since,) = prepared
         handshake = H11Handshake(ConnectionType.SERVER)
         headers = [
             (name, value)
