@@ -35,5 +35,15 @@ format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## make bench: the benchmark set side by side with Daphne + Channels (~7 min), writes
+## bench/RESULTS.md; make bench-quick: the same, shorter (~3 min)
+bench:
+	sh bench/setup_venvs.sh
+	bench/.venv-bench/bin/python bench/run_all.py
+
+bench-quick:
+	sh bench/setup_venvs.sh
+	bench/.venv-bench/bin/python bench/run_all.py --quick
+
 clean:
 	rm -rf $(VENV) staticfiles db.sqlite3 db.sqlite3-wal db.sqlite3-shm
