@@ -106,31 +106,52 @@ def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
             new_by_room.setdefault(request.room, []).append(index)
 
         now = timezone.now()
-        rows: list[Message] = []
+        rows: list[tuple] = []
         for slug, indexes in new_by_room.items():
             room = rooms[slug]
             last = allocate_seqs(room.id, len(indexes))
             for seq, index in enumerate(indexes, start=last - len(indexes) + 1):
                 request = requests[index]
-                row = Message(
-                    room_id=room.id,
-                    seq=seq,
-                    kind=Message.Kind.MESSAGE,
-                    user_id=request.user_id,
-                    body=request.body,
-                    client_id=request.client_id,
-                    created_at=now,
-                )
-                rows.append(row)
-                results[index] = SendResult(
-                    seq=seq, event=row.to_event(room_slug=slug, username=request.username)
-                )
-        Message.objects.bulk_create(rows)
+                rows.append((room.id, seq, request.user_id, request.body, request.client_id))
+                results[index] = SendResult(seq=seq, event=_message_event(slug, seq, request, now))
+        _insert_messages(rows, now)
 
     # A client_id sent twice in one batch: the repeat gets the first send's seq.
     for index, first in repeats:
         results[index] = SendResult(seq=results[first].seq)
     return results  # type: ignore[return-value]
+
+
+_INSERT = (
+    "INSERT INTO chat_message (room_id, seq, kind, user_id, body, client_id, created_at) "
+    "VALUES (%s, %s, 'message', %s, %s, %s, %s)"
+)
+
+
+def _insert_messages(rows: list[tuple], created_at) -> None:
+    """One prepared INSERT run for every row (the hot path of a send).
+
+    bulk_create spent a fifth of a loaded server's time compiling SQL for each batch;
+    executemany reuses one statement. The row shape is Message's (see its fields).
+    """
+    if not rows:
+        return
+    stamp = connection.ops.adapt_datetimefield_value(created_at)
+    with connection.cursor() as cursor:
+        cursor.executemany(_INSERT, [(*row, stamp) for row in rows])
+
+
+def _message_event(slug: str, seq: int, request: SendRequest, created_at) -> dict:
+    """The event of a new message, as Message.to_event() makes it from the stored row."""
+    return {
+        "type": "message",
+        "room": slug,
+        "seq": seq,
+        "user": request.username,
+        "body": request.body,
+        "ts": created_at.isoformat(),
+        "client_id": request.client_id,
+    }
 
 
 def _posting_rights(
@@ -157,16 +178,20 @@ def _stored_client_ids(
     rooms: dict[str, Room], requests: Sequence[SendRequest]
 ) -> dict[tuple[int, int, str], int]:
     """(room id, user id, client_id) -> seq for the batch's client_ids already stored."""
-    wanted: dict[int, set[str]] = {}
+    wanted: dict[int, tuple[set[int], set[str]]] = {}
     for request in requests:
         room = rooms.get(request.room)
         if room is not None and request.client_id is not None:
-            wanted.setdefault(room.id, set()).add(request.client_id)
+            users, client_ids = wanted.setdefault(room.id, (set(), set()))
+            users.add(request.user_id)
+            client_ids.add(request.client_id)
     stored: dict[tuple[int, int, str], int] = {}
-    for room_id, client_ids in wanted.items():
-        rows = Message.objects.filter(room_id=room_id, client_id__in=client_ids).values_list(
-            "user_id", "client_id", "seq"
-        )
+    for room_id, (users, client_ids) in wanted.items():
+        # Constrain all three columns of the idempotency index: with room and client_id
+        # alone the database walks every message of the room, on every batch.
+        rows = Message.objects.filter(
+            room_id=room_id, user_id__in=users, client_id__in=client_ids
+        ).values_list("user_id", "client_id", "seq")
         for user_id, client_id, seq in rows:
             stored[(room_id, user_id, client_id)] = seq
     return stored

@@ -76,7 +76,8 @@ class Message(models.Model):
         MESSAGE = "message", "message"
         DELETED = "deleted", "deleted"
 
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the unique (room, seq) index serves every lookup by room.
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events", db_index=False)
     seq = models.BigIntegerField()
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MESSAGE)
     user = models.ForeignKey(

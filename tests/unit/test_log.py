@@ -194,7 +194,7 @@ def test_a_failed_batch_hands_out_no_seq(alice, lobby, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(Message.objects, "bulk_create", fail)
+    monkeypatch.setattr(log, "_insert_messages", fail)
     with pytest.raises(RuntimeError):
         log.append_messages([send(alice, "lost"), send(alice, "lost too")])
     monkeypatch.undo()
