@@ -11,6 +11,7 @@ import sys
 from twisted.internet import defer, task
 from twisted.python import log as twisted_log
 
+from project.logs import FLUSH_INTERVAL, flush_buffered
 from project.server import ParleySite, WSGIThreadPool, build_site
 
 logger = logging.getLogger("parley.serve")
@@ -85,6 +86,10 @@ def run_server(args: argparse.Namespace) -> int:
     shutdown = GracefulShutdown(reactor, port, site, live=live, grace=args.grace)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown.drain)
     reactor.addSystemEventTrigger("after", "shutdown", wsgi_pool.stop)
+    access_flush = task.LoopingCall(flush_buffered)
+    access_flush.clock = reactor
+    reactor.callWhenRunning(access_flush.start, FLUSH_INTERVAL, now=False)
+    reactor.addSystemEventTrigger("after", "shutdown", flush_buffered)
 
     host = f"[{address.host}]" if ":" in address.host else address.host
     if args.worker_fd is not None:

@@ -341,6 +341,16 @@ class StaticResource(Resource):
             if length is None and response.status != HTTPStatus.NOT_MODIFIED:
                 request.setHeader(b"content-length", b"0")
             request.finish()
+        elif int(length[0]) <= CHUNK_SIZE:
+            # Most static files fit in one chunk: one read and one write, no producer.
+            size = int(length[0])
+            with response.file as file:
+                data = file.read(size)
+            if len(data) < size:  # shrank since it was indexed: see FileBodyProducer
+                request.loseConnection()
+                return NOT_DONE_YET
+            request.write(data)
+            request.finish()
         else:
             FileBodyProducer(request, response.file, int(length[0])).start()
         return NOT_DONE_YET
