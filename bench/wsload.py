@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -337,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--window", type=int, default=20, help="messages in flight end to end")
     f.add_argument("--duration", type=float, default=10.0, help="seconds of sending")
     f.add_argument("--messages", type=int, default=None, help="stop after this many")
+    f.add_argument("--workers", type=int, default=1,
+                   help="Parley: serve.py --workers N over Redis; use --no-pin")  # fmt: skip
     f.add_argument("--profile", type=Path, default=None,
                    help="py-spy the server while sending; raw stacks to this file")  # fmt: skip
     args = parser.parse_args(argv)
@@ -354,7 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     log(f"client: {args.procs} worker processes on {loop_name()}")
     try:
         with ReceiverPool(args.procs, capacity=capacity) as pool:
-            server = start_named(args.server, args.workdir, data, pin=pin)
+            options = {}
+            if args.server == "parley" and getattr(args, "workers", 1) > 1:
+                options = {
+                    "workers": args.workers,
+                    "extra_env": {
+                        "REDIS_URL": "redis://127.0.0.1:6379/0",
+                        "CHAT_REDIS_PREFIX": f"bench-{os.getpid()}",
+                    },
+                }
+            server = start_named(args.server, args.workdir, data, pin=pin, **options)
             with server:
                 if args.command == "hold":
                     result = hold(server, pool, args.connections, hold_seconds=args.hold,

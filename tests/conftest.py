@@ -52,3 +52,10 @@ def _live_server_helper():
 def _fast_password_hashing(settings):
     """Django's default hasher spends ~0.3 s per password on purpose; tests need none of it."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def pytest_collection_modifyitems(items):
+    """Browser tests last: they are the slowest, and Playwright's sync API keeps an event
+    loop running in this thread while its browser is open, which the asyncio-based tests
+    cannot share."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
