@@ -29,7 +29,8 @@ CHECK_ROOMS_INTERVAL = 5.0
 class LiveService:
     def __init__(self, reactor, settings, bus: Bus | None = None, store_threads: int = 4):
         self.reactor = reactor
-        self.store = Store(reactor, threads=store_threads)
+        sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+        self.store = Store(reactor, threads=store_threads, lane_per_room=not sqlite)
         self.bus = bus or LocalBus()
         self.authorizer = Authorizer(self.store)
         self.hub = RoomHub(
