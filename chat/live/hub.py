@@ -107,6 +107,7 @@ class LiveRoom:
     early: list = field(default_factory=list)  # events that came while the room loaded
     presence: dict = field(default_factory=dict)  # username -> connections (and leases)
     remote: frozenset = frozenset()  # users present through other processes
+    presence_cache: object = None  # the current presence event, until presence changes
     leases: dict = field(default_factory=dict)  # username -> IDelayedCall (long-poll)
     typing_at: dict = field(default_factory=dict)  # username -> last announced
     gap_timer: object = None
@@ -425,6 +426,7 @@ class RoomHub:
             room.subscribers.clear()
             room.joining.clear()
             room.presence.clear()
+            room.presence_cache = None
             for subscriber in subscribers:
                 subscriber.drop(reason)
 
@@ -528,6 +530,7 @@ class RoomHub:
 
     def _presence_changed(self, room: LiveRoom, exclude: Subscriber | None = None) -> None:
         """A user came or went in this process."""
+        room.presence_cache = None
         if self.on_presence is not None:
             self.on_presence(room.slug, sorted(room.presence))
         self._broadcast(room, self._presence_event(room), exclude=exclude)
@@ -539,12 +542,18 @@ class RoomHub:
             return
         before = room.remote | room.presence.keys()
         room.remote = users
+        room.presence_cache = None
         if before != room.remote | room.presence.keys():
             self._broadcast(room, self._presence_event(room))
 
     def _presence_event(self, room: LiveRoom) -> OutboundEvent:
-        users = sorted(room.remote.union(room.presence))
-        return OutboundEvent({"type": "presence", "room": room.slug, "users": users})
+        # Every join is sent the list; it is built once per change, not once per join.
+        if room.presence_cache is None:
+            users = sorted(room.remote.union(room.presence))
+            room.presence_cache = OutboundEvent(
+                {"type": "presence", "room": room.slug, "users": users}
+            )
+        return room.presence_cache
 
     def typing(self, room: LiveRoom, sender: Subscriber) -> None:
         user = sender.user

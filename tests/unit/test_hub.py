@@ -405,3 +405,18 @@ def test_replay_from_the_ring_shows_a_deleted_message_without_its_body(hub, stor
     assert replayed[0]["body"] == "" and replayed[0]["deleted"] is True
     assert replayed[1]["body"] == "m2" and "deleted" not in replayed[1]
     assert replayed[2] == deleted
+
+
+def test_the_presence_list_is_rebuilt_when_it_changes(hub):
+    room = load(hub)
+    first, second = Recorder(None), Recorder(None)
+    hub.subscribe(room, first, None)
+    hub.subscribe(room, second, None)
+    assert first.events[-1] is second.events[-1]  # one frame for joins with no change
+    alice = Recorder(ALICE)
+    hub.subscribe(room, alice, None)
+    assert second.of_type("presence")[-1]["users"] == ["alice"]
+    hub.set_remote_presence("lobby", frozenset({"zed"}))
+    assert second.of_type("presence")[-1]["users"] == ["alice", "zed"]
+    hub.unsubscribe(room, alice)
+    assert second.of_type("presence")[-1]["users"] == ["zed"]
