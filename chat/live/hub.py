@@ -255,30 +255,19 @@ class RoomHub:
         if room.gap_timer is not None and room.gap_timer.active():
             room.gap_timer.cancel()
         room.gap_timer = None
-        if room.filling or not room.held or self.rooms.get(room.slug) is not room:
-            return
-        room.filling = True
-        metrics.GAP_FILLS.inc()
-        wanted = min(room.held) - 1 - room.last_seq
-
-        def got(events: list[dict]) -> None:
-            room.filling = False
-            for event in events:
-                self._order(room, OutboundEvent(event))
-            if room.held and room.gap_timer is None:
-                room.gap_timer = self.reactor.callLater(GAP_WAIT, self._fill_gap, room)
-
-        def failed(failure) -> None:
-            room.filling = False
-            logger.warning("gap fill of %s failed: %s", room.slug, failure.getErrorMessage())
-            room.gap_timer = self.reactor.callLater(GAP_WAIT * 4, self._fill_gap, room)
-
-        self.store.read_since(room.info, room.last_seq, max(wanted, 1)).addCallbacks(got, failed)
+        if room.held:
+            metrics.GAP_FILLS.inc()
+            self._read_missing(room, max(min(room.held) - 1 - room.last_seq, 1))
 
     def catch_up(self, slug: str) -> None:
         """Read what this process may have missed of a room (after a bus outage)."""
         room = self.rooms.get(slug)
-        if room is None or not room.loaded or room.filling:
+        if room is not None and room.loaded:
+            self._read_missing(room, POLL_MAX_EVENTS, to_the_end=True)
+
+    def _read_missing(self, room: LiveRoom, limit: int, to_the_end: bool = False) -> None:
+        """Read events after the room's cursor from the database and put them in order."""
+        if room.filling or self.rooms.get(room.slug) is not room:
             return
         room.filling = True
 
@@ -286,14 +275,18 @@ class RoomHub:
             room.filling = False
             for event in events:
                 self._order(room, OutboundEvent(event))
-            if len(events) == POLL_MAX_EVENTS:
-                self.catch_up(slug)
+            if to_the_end and len(events) == limit:
+                self._read_missing(room, limit, to_the_end=True)
+            elif room.held and room.gap_timer is None:
+                room.gap_timer = self.reactor.callLater(GAP_WAIT, self._fill_gap, room)
 
         def failed(failure) -> None:
             room.filling = False
-            logger.warning("catch-up of %s failed: %s", slug, failure.getErrorMessage())
+            logger.warning("reading %s from the database failed: %s", room.slug, failure.value)
+            if room.held and room.gap_timer is None:
+                room.gap_timer = self.reactor.callLater(GAP_WAIT * 4, self._fill_gap, room)
 
-        self.store.read_since(room.info, room.last_seq, POLL_MAX_EVENTS).addCallbacks(got, failed)
+        self.store.read_since(room.info, room.last_seq, limit).addCallbacks(got, failed)
 
     def _fan_out(self, room: LiveRoom, event: OutboundEvent) -> None:
         room.last_seq = event.seq

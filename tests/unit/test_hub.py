@@ -420,3 +420,14 @@ def test_the_presence_list_is_rebuilt_when_it_changes(hub):
     assert second.of_type("presence")[-1]["users"] == ["alice", "zed"]
     hub.unsubscribe(room, alice)
     assert second.of_type("presence")[-1]["users"] == ["zed"]
+
+
+def test_catch_up_reads_what_the_bus_never_brought_page_by_page(hub, store, monkeypatch):
+    monkeypatch.setattr(hub_module, "POLL_MAX_EVENTS", 3)
+    room = load(hub)
+    sub = Recorder()
+    hub.subscribe(room, sub, None)
+    for seq in range(1, 8):
+        store.commit(seq)  # committed elsewhere; nothing came over the bus
+    hub.catch_up("lobby")
+    assert sub.seqs == list(range(1, 8))
