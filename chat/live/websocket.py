@@ -32,7 +32,7 @@ from twisted.web._websocket_impl import (
 from twisted.web.server import NOT_DONE_YET, Request
 from wsproto import ConnectionType
 from wsproto.connection import Connection as WSConnection
-from wsproto.events import Message
+from wsproto.events import CloseConnection, Message
 
 from chat.live import metrics
 from chat.live.events import OutboundEvent, encode, websocket_text_frame
@@ -66,10 +66,13 @@ class LimitedWireProtocol(_WebSocketWireProtocol):
 
     max_message_bytes = 65536
     _message_bytes = 0
+    closing = False  # our close frame is sent: data is dropped until the peer's close
 
     def dataReceived(self, data: bytes) -> None:
         self._wsconn.receive_data(data)
         for event in self._wsconn.events():
+            if isinstance(event, Message) and self.closing:
+                continue
             if isinstance(event, Message):
                 chunk = event.data
                 size = len(chunk.encode()) if isinstance(chunk, str) else len(chunk)
@@ -209,15 +212,25 @@ class ChatWebSocket:
         self.close(CLOSE_TOO_BIG, "message too big")
 
     def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame, then wait for the peer's (RFC 6455 7.1.1) before closing TCP.
+
+        Closing TCP at once while the peer is still sending (the rest of an oversized
+        message, say) makes our kernel answer with a reset, and the peer never reads the
+        close frame or its code. Reading on and dropping data frames until the peer's close
+        frame arrives avoids that; a peer that never sends one is cut after CLOSE_TIMEOUT.
+        """
         if self.closed or self.wire is None:
             return
         self.closed = True
+        wire = self.wire
         try:
-            self.wire.loseConnection(code, reason[:100])
+            frame = wire._wsconn.send(CloseConnection(code, reason[:100]))
         except Exception:  # wsproto refuses a close in a state it cannot send one
             self.tcp.loseConnection()
-        tcp = self.tcp
-        self.live.reactor.callLater(CLOSE_TIMEOUT, _abort_if_open, tcp)
+            return
+        wire.closing = True
+        self.tcp.write(frame)
+        self.live.reactor.callLater(CLOSE_TIMEOUT, _abort_if_open, self.tcp)
 
     def heartbeat(self) -> None:
         """Called every PING_INTERVAL: ping, or close a peer that stopped answering."""
