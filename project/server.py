@@ -345,13 +345,12 @@ class HealthResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, site_state: Callable[[], ParleySite], details: Callable[[], dict]):
+    def __init__(self, details: Callable[[], dict]):
         super().__init__()
-        self.site_state = site_state
         self.details = details
 
     def render_GET(self, request: Request) -> bytes:
-        draining = self.site_state().draining
+        draining = request.channel.site.draining
         body = {"status": "draining" if draining else "ok", **self.details()}
         request.setResponseCode(503 if draining else 200)
         request.setHeader(b"content-type", b"application/json")
@@ -383,7 +382,6 @@ def build_site(
 
     from project.static import build_static_resource
 
-    site_holder: list[ParleySite] = []
     django = DjangoFallback(reactor, wsgi_pool, get_wsgi_application())
     root = RootResource(django)
     root.putChild(b"static", build_static_resource())
@@ -400,7 +398,7 @@ def build_site(
             found.update(health_details())
         return found
 
-    root.putChild(b"healthz", HealthResource(lambda: site_holder[0], details))
+    root.putChild(b"healthz", HealthResource(details))
     root.putChild(b"metrics", MetricsResource())
     children = live_children or {
         b"ws": notFound(),
@@ -410,6 +408,4 @@ def build_site(
     for name, child in children.items():
         root.putChild(name, child)
     metrics.register_pool("wsgi", wsgi_pool)
-    site = ParleySite(root, django=django)
-    site_holder.append(site)
-    return site
+    return ParleySite(root, django=django)

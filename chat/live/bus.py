@@ -16,8 +16,11 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
+
+import txredisapi
 
 from chat.live.auth import RateLimiter, SharedRateLimiter
 from chat.live.events import OutboundEvent
@@ -146,7 +149,7 @@ class RedisBus:
         # fast after a blip, gentle on a Redis that is down for long.
         policy = backoffPolicy(initialDelay=0.5, maxDelay=10.0)
         for role in ("publisher", "subscriber"):
-            factory = Factory.forProtocol(lambda role=role: self._protocol(role))
+            factory = Factory.forProtocol(partial(self._protocol, role))
             factory.noisy = False
             service = ClientService(endpoint, factory, retryPolicy=policy, clock=self.reactor)
             service.startService()
@@ -169,24 +172,10 @@ class RedisBus:
         return d
 
     def _protocol(self, role: str):
-        import txredisapi
-
-        base = txredisapi.SubscriberProtocol if role == "subscriber" else txredisapi.RedisProtocol
-        bus = self
-
-        class BusProtocol(base):
-            def connectionMade(self):
-                self.whenConnected().addCallback(lambda proto: bus._ready(role, proto))
-                return super().connectionMade()
-
-            def connectionLost(self, reason):
-                bus._lost(role, self)
-                return super().connectionLost(reason)
-
-            def messageReceived(self, pattern, channel, message):
-                bus._message(message)
-
-        return BusProtocol(password=self.password, dbid=self.dbid, replyTimeout=10)
+        kind = _BusSubscriber if role == "subscriber" else _BusPublisher
+        proto = kind(password=self.password, dbid=self.dbid, replyTimeout=10)
+        proto.bus, proto.role = self, role
+        return proto
 
     def _ready(self, role: str, proto) -> None:
         logger.info("redis bus: %s connected to %s:%s", role, self.host, self.port)
@@ -324,3 +313,27 @@ class RedisBus:
             return total
 
         return d.addCallback(expire)
+
+
+class _BusConnection:
+    """Tells the bus when a connection of one ``role`` is ready, lost, or brings a message."""
+
+    bus: RedisBus
+    role: str
+
+    def connectionMade(self):
+        self.whenConnected().addCallback(lambda proto: self.bus._ready(self.role, proto))
+        return super().connectionMade()
+
+    def connectionLost(self, reason):
+        self.bus._lost(self.role, self)
+        return super().connectionLost(reason)
+
+
+class _BusPublisher(_BusConnection, txredisapi.RedisProtocol):
+    pass
+
+
+class _BusSubscriber(_BusConnection, txredisapi.SubscriberProtocol):
+    def messageReceived(self, pattern, channel, message):
+        self.bus._message(message)

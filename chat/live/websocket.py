@@ -36,7 +36,7 @@ from wsproto.events import CloseConnection, Message
 
 from chat.live import metrics
 from chat.live.events import OutboundEvent, encode, websocket_text_frame
-from chat.live.web import RoomResource, header, outbound_backlog, write_error
+from chat.live.web import DETAIL_OF, RoomResource, header, outbound_backlog, write_error
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,6 @@ class ChatWebSocket:
             self._write_json({"type": "ack", "client_id": client_id, "seq": result.seq})
 
     def error(self, code: str, client_id: str | None = None, detail: str | None = None) -> None:
-        from chat.live.web import DETAIL_OF
-
         body = {"type": "error", "code": code, "detail": detail or DETAIL_OF[code]}
         if client_id is not None:
             body["client_id"] = client_id

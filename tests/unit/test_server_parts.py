@@ -648,16 +648,15 @@ def test_a_steady_upload_longer_than_head_timeout_is_not_cut(settings):
 
 
 def test_health_is_ok_while_serving_and_503_while_draining():
-    state = type("State", (), {"draining": False})()
     root = Resource()
-    root.putChild(b"healthz", HealthResource(lambda: state, lambda: {"extra": 1}))
+    root.putChild(b"healthz", HealthResource(lambda: {"extra": 1}))
     site = ParleySite(root, reactor=SyncReactor())
     _, transport = send(site, "GET", "/healthz")
     head, _, body = transport.value().partition(b"\r\n\r\n")
     assert status_of(head) == 200
     assert json.loads(body) == {"status": "ok", "extra": 1}
     assert b"no-store" in head.lower()
-    state.draining = True
+    site.draining = True
     _, transport = send(site, "GET", "/healthz")
     head, _, body = transport.value().partition(b"\r\n\r\n")
     assert status_of(head) == 503
