@@ -92,15 +92,21 @@ def run_server(args: argparse.Namespace) -> int:
     reactor.addSystemEventTrigger("after", "shutdown", flush_buffered)
 
     host = f"[{address.host}]" if ":" in address.host else address.host
-    if args.worker_fd is not None:
-        logger.info("worker %s serving (pid %d)", args.worker_index, os.getpid())
-    else:
-        print(
-            f"Parley is serving on http://{host}:{address.port}/ "
-            f"({args.threads} WSGI threads, DEBUG={'on' if settings.DEBUG else 'off'})\n"
-            "Create an admin with: python manage.py createsuperuser   (then open /admin/)",
-            flush=True,
-        )
+
+    def announce() -> None:
+        # Said once the reactor runs, when its signal handlers are in place: a SIGTERM
+        # that follows this line is always a graceful drain.
+        if args.worker_fd is not None:
+            logger.info("worker %s serving (pid %d)", args.worker_index, os.getpid())
+        else:
+            print(
+                f"Parley is serving on http://{host}:{address.port}/ "
+                f"({args.threads} WSGI threads, DEBUG={'on' if settings.DEBUG else 'off'})\n"
+                "Create an admin with: python manage.py createsuperuser   (then open /admin/)",
+                flush=True,
+            )
+
+    reactor.callWhenRunning(announce)
     # Everything built so far (Django, the URL map, the app registry) lives as long as the
     # process: keep it out of the cyclic GC's generations so that collections triggered by
     # the chat's short-lived objects do not walk it again and again.
