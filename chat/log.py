@@ -13,40 +13,12 @@ from a WSGI thread. It never runs on the reactor thread.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from chat.live.records import ErrorCode, SendRequest, SendResult
 from chat.models import Message, Room
-
-
-@dataclass(frozen=True, slots=True)
-class SendRequest:
-    """One user's send into one room, as the hub hands it over."""
-
-    room: str  # slug
-    user_id: int
-    username: str
-    body: str
-    client_id: str | None
-    # Over the rate limit: only answer with the seq of an already stored client_id,
-    # never append (a resend does not count against the limit; a new send does).
-    lookup_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    seq: int | None = None
-    event: dict | None = None  # the new event when one was appended
-    error: str | None = None  # a PROTOCOL.md error code
-
-    @property
-    def created(self) -> bool:
-        return self.event is not None
-
-
-FORBIDDEN_ARCHIVED = SendResult(error="forbidden")
 
 
 def allocate_seqs(room_id: int, count: int) -> int:
@@ -86,10 +58,10 @@ def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
         for index, request in enumerate(requests):
             room = rooms.get(request.room)
             if room is None:
-                results[index] = SendResult(error="not_found")
+                results[index] = SendResult(error=ErrorCode.NOT_FOUND)
                 continue
             if room.is_archived or (room.id, request.user_id) not in allowed:
-                results[index] = SendResult(error="forbidden")
+                results[index] = SendResult(error=ErrorCode.FORBIDDEN)
                 continue
             key = (room.id, request.user_id, request.client_id)
             if request.client_id is not None and key in stored:
@@ -99,7 +71,7 @@ def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
                 repeats.append((index, claimed[key]))
                 continue
             if request.lookup_only:
-                results[index] = SendResult(error="rate_limited")
+                results[index] = SendResult(error=ErrorCode.RATE_LIMITED)
                 continue
             if request.client_id is not None:
                 claimed[key] = index

@@ -11,10 +11,11 @@ import ipaddress
 import os
 import re
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+from chat.live.records import RateLimit
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -48,18 +49,6 @@ def env_int(name: str, default: int, minimum: int = 0, environ=os.environ) -> in
 def env_list(name: str, default: str, environ=os.environ) -> list[str]:
     raw = environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """``count`` sends per ``seconds`` window; ``count == 0`` means no limit."""
-
-    count: int
-    seconds: float
-
-    @property
-    def enabled(self) -> bool:
-        return self.count > 0
 
 
 # COUNT/WINDOW where the window is a number, a unit, or both: "20/10s", "30/m", "5/60".

@@ -22,9 +22,9 @@ from urllib.parse import unquote, urlsplit
 
 import txredisapi
 
-from chat.live.auth import RateLimiter, SharedRateLimiter
 from chat.live.events import OutboundEvent
-from project.env import RateLimit
+from chat.live.ratelimit import RateLimiter, SharedRateLimiter
+from chat.live.records import RateLimit
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from typing import Protocol
 from twisted.internet import defer
 
 from chat.live import metrics
-from chat.live.auth import RateLimiter, UserInfo
 from chat.live.events import OutboundEvent
-from chat.live.store import RoomInfo, Store, StoreUnavailable
-from chat.log import SendRequest, SendResult
+from chat.live.ratelimit import RateLimiter
+from chat.live.records import ErrorCode, RoomInfo, SendRequest, SendResult, UserInfo
+from chat.live.store import Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -576,13 +576,13 @@ class RoomHub:
         """Validate, rate-limit and commit a send; fires after the commit (the ack)."""
         started = time.monotonic()
         if user is None:
-            return defer.succeed(SendResult(error="forbidden"))
+            return defer.succeed(SendResult(error=ErrorCode.FORBIDDEN))
         if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 64):
-            return defer.succeed(SendResult(error="bad_request"))
+            return defer.succeed(SendResult(error=ErrorCode.BAD_REQUEST))
         if not isinstance(body, str) or not body.strip():
-            return defer.succeed(SendResult(error="bad_request"))
+            return defer.succeed(SendResult(error=ErrorCode.BAD_REQUEST))
         if len(body) > self.max_message_chars:
-            return defer.succeed(SendResult(error="too_large"))
+            return defer.succeed(SendResult(error=ErrorCode.TOO_LARGE))
         # Over the limit, a send may still be the resend of a stored client_id, which is
         # answered with its seq and does not count: only the store can tell.
         over_limit = not self.rate_limiter.allow(user.id)
@@ -605,7 +605,7 @@ class RoomHub:
 
         def failed(failure) -> SendResult:
             failure.trap(StoreUnavailable)
-            return SendResult(error="unavailable")
+            return SendResult(error=ErrorCode.UNAVAILABLE)
 
         return d.addCallbacks(committed, failed)
 

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, close_old_connections
@@ -26,7 +25,7 @@ from twisted.python.threadpool import ThreadPool
 
 from chat import log
 from chat.live import metrics
-from chat.log import SendRequest, SendResult
+from chat.live.records import RoomInfo, SendRequest, SendResult
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,15 +42,6 @@ READ_PAGE = 500
 
 class StoreUnavailable(Exception):
     """The database could not be reached or failed; the caller answers `unavailable`."""
-
-
-@dataclass(frozen=True, slots=True)
-class RoomInfo:
-    id: int
-    slug: str
-    is_public: bool
-    is_archived: bool
-    last_seq: int
 
 
 class Store:

@@ -15,7 +15,8 @@ from twisted.internet import defer
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from chat.live.auth import Access, origin_allowed
+from chat.live.auth import origin_allowed
+from chat.live.records import Access
 from chat.slug import SLUG_PATTERN
 
 _SLUG = re.compile(rf"^{SLUG_PATTERN}\Z")

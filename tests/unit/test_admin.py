@@ -8,7 +8,7 @@ from django.test import RequestFactory
 
 from chat import log
 from chat.live import publish
-from chat.log import SendRequest
+from chat.live.records import SendRequest
 from chat.models import Message, Room
 
 pytestmark = pytest.mark.django_db

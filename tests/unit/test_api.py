@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from chat import log
-from chat.log import SendRequest
+from chat.live.records import SendRequest
 from chat.models import Message, Room
 
 pytestmark = pytest.mark.django_db

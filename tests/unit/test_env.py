@@ -14,8 +14,8 @@ import stat
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from chat.live.records import RateLimit
 from project.env import (
-    RateLimit,
     env_bool,
     env_int,
     env_list,

@@ -11,12 +11,11 @@ from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
 from chat.live import hub as hub_module
-from chat.live.auth import RateLimiter, UserInfo
 from chat.live.events import OutboundEvent
 from chat.live.hub import RoomHub
-from chat.live.store import RoomInfo, StoreUnavailable
-from chat.log import SendResult
-from project.env import RateLimit
+from chat.live.ratelimit import RateLimiter
+from chat.live.records import RateLimit, RoomInfo, SendResult, UserInfo
+from chat.live.store import StoreUnavailable
 
 ALICE = UserInfo(1, "alice")
 BOB = UserInfo(2, "bob")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat import log
-from chat.log import SendRequest
+from chat.live.records import SendRequest
 from chat.models import Message, Room
 
 pytestmark = pytest.mark.django_db

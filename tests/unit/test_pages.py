@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from chat import log
-from chat.log import SendRequest
+from chat.live.records import SendRequest
 from chat.models import Message, Room
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
+from chat.live.records import SendRequest, SendResult
 from chat.live.store import Store
-from chat.log import SendRequest, SendResult
 
 
 def send(room: str, body: str) -> SendRequest:

@@ -1,0 +1,116 @@
+"""Per-user send limits (CHAT_RATE_LIMIT): the one home of rate limiting.
+
+``RateLimiter`` is a token bucket per user in this process; ``SharedRateLimiter`` adds a
+count of the user's sends in every process, kept by a send counter (Redis), so that
+``--workers N`` does not multiply a user's allowance by N.
+"""
+
+from __future__ import annotations
+
+import time
+
+from chat.live.records import RateLimit
+
+
+class RateLimiter:
+    """Token bucket per user: ``count`` sends per ``seconds``, bursts up to ``count``.
+
+    Buckets of users who stopped sending are swept once they are full again, so the map
+    holds only users who sent within the last window.
+    """
+
+    def __init__(self, limit: RateLimit, clock=time.monotonic) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.rate = limit.count / limit.seconds if limit.enabled else 0.0
+        self._buckets: dict[int, list[float]] = {}  # user id -> [tokens, updated]
+        self._swept = clock()
+
+    def _bucket(self, user_id: int, now: float) -> list[float]:
+        bucket = self._buckets.get(user_id)
+        if bucket is None:
+            bucket = self._buckets[user_id] = [float(self.limit.count), now]
+        else:
+            bucket[0] = min(self.limit.count, bucket[0] + (now - bucket[1]) * self.rate)
+            bucket[1] = now
+        return bucket
+
+    def allow(self, user_id: int) -> bool:
+        if not self.limit.enabled:
+            return True
+        now = self.clock()
+        if now - self._swept > self.limit.seconds:
+            self._sweep(now)
+        bucket = self._bucket(user_id, now)
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return True
+        return False
+
+    def refund(self, user_id: int) -> None:
+        bucket = self._buckets.get(user_id)
+        if bucket is not None:
+            bucket[0] = min(self.limit.count, bucket[0] + 1.0)
+
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        full = [
+            user_id
+            for user_id, (tokens, updated) in self._buckets.items()
+            if tokens + (now - updated) * self.rate >= self.limit.count
+        ]
+        for user_id in full:
+            del self._buckets[user_id]
+
+
+class SharedRateLimiter(RateLimiter):
+    """The local bucket, plus a per-user count of sends in every process (fixed windows).
+
+    The count lives in Redis; each process knows it as of its last answer from Redis and
+    decides at once from what it knows, so a send never waits on Redis and sends stay in
+    order. Across processes the limit can be passed by the sends in flight at one moment.
+    """
+
+    def __init__(self, limit: RateLimit, counter, clock=time.monotonic, wall=time.time):
+        super().__init__(limit, clock)
+        self.counter = counter  # (user_id, window, seconds, amount) -> Deferred[int] | None
+        self.wall = wall
+        self.known: dict[tuple[int, int], int] = {}  # (user, window) -> sends, all processes
+
+    def _window(self) -> int:
+        return int(self.wall() // self.limit.seconds)
+
+    def allow(self, user_id: int) -> bool:
+        if not super().allow(user_id):
+            return False
+        if not self.limit.enabled:
+            return True
+        key = (user_id, self._window())
+        if self.known.get(key, 0) >= self.limit.count:
+            super().refund(user_id)
+            return False
+        self._count(key, 1)
+        return True
+
+    def refund(self, user_id: int) -> None:
+        super().refund(user_id)
+        key = (user_id, self._window())
+        if key in self.known:
+            self._count(key, -1)
+
+    def _count(self, key: tuple[int, int], amount: int) -> None:
+        self.known[key] = self.known.get(key, 0) + amount
+        d = self.counter(key[0], key[1], self.limit.seconds, amount)
+        if d is not None:
+
+            def learned(total: int) -> None:
+                if key in self.known:
+                    self.known[key] = max(self.known[key], int(total))
+
+            d.addCallbacks(learned, lambda _f: None)
+
+    def _sweep(self, now: float) -> None:
+        super()._sweep(now)
+        current = self._window()
+        for key in [k for k in self.known if k[1] < current]:
+            del self.known[key]
