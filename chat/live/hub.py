@@ -35,6 +35,7 @@ from chat.live.events import OutboundEvent
 from chat.live.ratelimit import RateLimiter
 from chat.live.records import ErrorCode, RoomInfo, SendRequest, SendResult, UserInfo
 from chat.live.store import Store, StoreUnavailable
+from chat.live.validation import check_body, check_client_id
 
 logger = logging.getLogger(__name__)
 
@@ -577,12 +578,9 @@ class RoomHub:
         started = time.monotonic()
         if user is None:
             return defer.succeed(SendResult(error=ErrorCode.FORBIDDEN))
-        if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 64):
-            return defer.succeed(SendResult(error=ErrorCode.BAD_REQUEST))
-        if not isinstance(body, str) or not body.strip():
-            return defer.succeed(SendResult(error=ErrorCode.BAD_REQUEST))
-        if len(body) > self.max_message_chars:
-            return defer.succeed(SendResult(error=ErrorCode.TOO_LARGE))
+        problem = check_client_id(client_id) or check_body(body, self.max_message_chars)
+        if problem is not None:
+            return defer.succeed(SendResult(error=problem[0], detail=problem[1]))
         # Over the limit, a send may still be the resend of a stored client_id, which is
         # answered with its seq and does not count: only the store can tell.
         over_limit = not self.rate_limiter.allow(user.id)

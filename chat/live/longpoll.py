@@ -100,7 +100,7 @@ class LongPollResource(RoomResource):
 
         def answer(result) -> None:
             if result.error is not None:
-                write_error(request, result.error)
+                write_error(request, result.error, result.detail)
             else:
                 write_json(request, 201 if result.created else 200, {"seq": result.seq})
 

@@ -119,6 +119,7 @@ class SendResult:
     seq: int | None = None
     event: dict | None = None  # the new event when one was appended
     error: ErrorCode | None = None
+    detail: str | None = None  # what exactly was wrong, for the error's text
 
     @property
     def created(self) -> bool:

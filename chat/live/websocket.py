@@ -187,7 +187,7 @@ class ChatWebSocket:
 
     def _answer_send(self, result, client_id: str | None) -> None:
         if result.error is not None:
-            self.error(result.error, client_id)
+            self.error(result.error, client_id, result.detail)
         else:
             self._write_json({"type": "ack", "client_id": client_id, "seq": result.seq})
 
