@@ -7,9 +7,19 @@ count of the user's sends in every process, kept by a send counter (Redis), so t
 
 from __future__ import annotations
 
+import math
 import time
+from typing import TYPE_CHECKING
 
 from chat.live.records import RateLimit
+
+if TYPE_CHECKING:
+    from chat.live.bus import SendCounter
+
+
+def rate_limiter(limit: RateLimit, counter: SendCounter | None) -> RateLimiter:
+    """The limiter for a process: shared through ``counter`` when there is one (Redis)."""
+    return RateLimiter(limit) if counter is None else SharedRateLimiter(limit, counter)
 
 
 class RateLimiter:
@@ -47,6 +57,16 @@ class RateLimiter:
             return True
         return False
 
+    def retry_after(self, user_id: int) -> float:
+        """Seconds until ``user_id`` may send again, once ``allow`` said no (PROTOCOL.md
+        ``retry_after``). Rounded up to a tenth: a client that waits exactly that long
+        is not refused again for a rounding error."""
+        bucket = self._buckets.get(user_id)
+        if not self.limit.enabled or bucket is None:
+            return 0.0
+        tokens = min(self.limit.count, bucket[0] + (self.clock() - bucket[1]) * self.rate)
+        return _tenths((1.0 - tokens) / self.rate)
+
     def refund(self, user_id: int) -> None:
         bucket = self._buckets.get(user_id)
         if bucket is not None:
@@ -71,11 +91,15 @@ class SharedRateLimiter(RateLimiter):
     order. Across processes the limit can be passed by the sends in flight at one moment.
     """
 
-    def __init__(self, limit: RateLimit, counter, clock=time.monotonic, wall=time.time):
+    def __init__(
+        self, limit: RateLimit, counter: SendCounter, clock=time.monotonic, wall=time.time
+    ) -> None:
         super().__init__(limit, clock)
-        self.counter = counter  # (user_id, window, seconds, amount) -> Deferred[int] | None
+        self.counter = counter
         self.wall = wall
-        self.known: dict[tuple[int, int], int] = {}  # (user, window) -> sends, all processes
+        # (user, window) -> sends in all processes; swept with the buckets, so it holds
+        # only the windows of users who sent lately.
+        self.known: dict[tuple[int, int], int] = {}
 
     def _window(self) -> int:
         return int(self.wall() // self.limit.seconds)
@@ -92,6 +116,13 @@ class SharedRateLimiter(RateLimiter):
         self._count(key, 1)
         return True
 
+    def retry_after(self, user_id: int) -> float:
+        local = super().retry_after(user_id)
+        window = self._window()
+        if self.known.get((user_id, window), 0) < self.limit.count:
+            return local
+        return max(local, _tenths((window + 1) * self.limit.seconds - self.wall()))
+
     def refund(self, user_id: int) -> None:
         super().refund(user_id)
         key = (user_id, self._window())
@@ -100,7 +131,7 @@ class SharedRateLimiter(RateLimiter):
 
     def _count(self, key: tuple[int, int], amount: int) -> None:
         self.known[key] = self.known.get(key, 0) + amount
-        d = self.counter(key[0], key[1], self.limit.seconds, amount)
+        d = self.counter.count(key[0], key[1], self.limit.seconds, amount)
         if d is not None:
 
             def learned(total: int) -> None:
@@ -114,3 +145,7 @@ class SharedRateLimiter(RateLimiter):
         current = self._window()
         for key in [k for k in self.known if k[1] < current]:
             del self.known[key]
+
+
+def _tenths(seconds: float) -> float:
+    return max(0.1, math.ceil(seconds * 10) / 10)

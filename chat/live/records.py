@@ -120,6 +120,7 @@ class SendResult:
     event: dict | None = None  # the new event when one was appended
     error: ErrorCode | None = None
     detail: str | None = None  # what exactly was wrong, for the error's text
+    retry_after: float | None = None  # seconds, on rate_limited (PROTOCOL.md)
 
     @property
     def created(self) -> bool:

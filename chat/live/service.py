@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-
 from twisted.internet import defer, task
 from twisted.web.resource import Resource
 
 from chat.live import metrics, publish
 from chat.live.auth import Authorizer
-from chat.live.bus import PRESENCE_REFRESH, Bus, LocalBus, RedisBus
+from chat.live.bus import EventBus, LocalBus, LocalPresenceStore, PresenceStore, SendCounter
 from chat.live.hub import RoomHub
 from chat.live.longpoll import LongPollResource
+from chat.live.ratelimit import rate_limiter
+from chat.live.redis_bus import RedisEventBus, RedisLink, RedisPresenceStore, RedisSendCounter
 from chat.live.sse import PING_INTERVAL as SSE_PING_INTERVAL
 from chat.live.sse import EventStreamResource
 from chat.live.store import Store
 from chat.live.websocket import PING_INTERVAL as WS_PING_INTERVAL
 from chat.live.websocket import WebSocketResource
-
-logger = logging.getLogger(__name__)
 
 # Every active room's cursor is compared with the database this often, and after the bus
 # reconnects. A process that missed events (Redis down, a publish lost, a delete made
@@ -27,31 +25,34 @@ CHECK_ROOMS_INTERVAL = 5.0
 
 
 class LiveService:
-    def __init__(self, reactor, settings, bus: Bus | None = None, store_threads: int = 4):
+    def __init__(
+        self,
+        reactor,
+        settings,
+        *,
+        bus: EventBus | None = None,
+        presence: PresenceStore | None = None,
+        send_counter: SendCounter | None = None,
+        store_threads: int = 4,
+    ) -> None:
         self.reactor = reactor
         sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
         self.store = Store(reactor, threads=store_threads, lane_per_room=not sqlite)
         self.bus = bus or LocalBus()
+        self.presence = presence or LocalPresenceStore()
         self.authorizer = Authorizer(self.store)
         self.hub = RoomHub(
             reactor,
             self.store,
-            publish=self.bus.publish,
-            rate_limiter=self.bus.rate_limiter(settings.CHAT_RATE_LIMIT),
+            bus=self.bus,
+            presence=self.presence,
+            rate_limiter=rate_limiter(settings.CHAT_RATE_LIMIT, send_counter),
             max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
         )
-        self.hub.on_room_active = self.bus.follow
-        self.hub.on_room_idle = self.bus.unfollow
-        self.hub.on_presence = self.bus.share_presence
-        self.bus.attach(self.hub.deliver)
         self.websockets: set = set()
         self.streams: set = set()
-        if isinstance(self.bus, RedisBus):
-            self.bus.on_reconnect = self.check_rooms
-            self.bus.on_remote_presence = self.hub.set_remote_presence
         self._loops = [
-            self._every(PRESENCE_REFRESH, self.bus.refresh),
-            self._every(CHECK_ROOMS_INTERVAL, self.check_rooms),
+            self._every(CHECK_ROOMS_INTERVAL, self.hub.check_rooms),
             self._every(
                 WS_PING_INTERVAL, lambda: [ws.heartbeat() for ws in tuple(self.websockets)]
             ),
@@ -64,25 +65,18 @@ class LiveService:
 
     @classmethod
     def from_settings(cls, reactor, settings) -> LiveService:
-        bus = None
-        if settings.REDIS_URL:
-            bus = RedisBus(reactor, settings.REDIS_URL, prefix=settings.CHAT_REDIS_PREFIX)
-        return cls(reactor, settings, bus=bus)
-
-    def check_rooms(self) -> None:
-        """Catch up every active room that is behind the database."""
-        rooms = [slug for slug, room in self.hub.rooms.items() if room.loaded]
-        if not rooms:
-            return
-
-        def compare(last_seqs: dict[str, int]) -> None:
-            for slug, last_seq in last_seqs.items():
-                room = self.hub.rooms.get(slug)
-                if room is not None and room.loaded and last_seq > room.last_seq:
-                    self.hub.catch_up(slug)
-
-        d = self.store.last_seqs(rooms)
-        d.addCallbacks(compare, lambda f: logger.warning("room check failed: %s", f.value))
+        """One process (no REDIS_URL): the local pieces; several: the Redis ones, on one link."""
+        if not settings.REDIS_URL:
+            return cls(reactor, settings)
+        link = RedisLink(reactor, settings.REDIS_URL, prefix=settings.CHAT_REDIS_PREFIX)
+        presence = RedisPresenceStore(link)
+        return cls(
+            reactor,
+            settings,
+            bus=RedisEventBus(link, presence_note=presence.note),
+            presence=presence,
+            send_counter=RedisSendCounter(link),
+        )
 
     def _every(self, seconds: float, fn) -> tuple[task.LoopingCall, float]:
         loop = task.LoopingCall(fn)
@@ -98,14 +92,15 @@ class LiveService:
 
     def start(self) -> None:
         self.store.start()
-        self.bus.start()
+        self.presence.start(self.hub)
+        self.bus.start(self.hub)
         for loop, seconds in self._loops:
             loop.start(seconds, now=False)
         publish.install(self.reactor.callFromThread, self.publish_committed)
 
     def publish_committed(self, event: dict) -> None:
         """A durable event committed by Django code (admin delete), on the reactor."""
-        self.bus.publish(event)
+        self.hub.publish(event)
 
     @defer.inlineCallbacks
     def drain(self):
@@ -117,6 +112,7 @@ class LiveService:
         self.hub.drop_all("shutdown")
         # Let the close frames and last chunks reach the clients.
         yield task.deferLater(self.reactor, 0.1, lambda: None)
+        yield self.presence.stop()  # needs the bus's Redis link, so first
         yield self.bus.stop()
 
     def stop(self) -> None:
