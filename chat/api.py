@@ -1,35 +1,35 @@
 """The JSON API (PROTOCOL.md): room list and history pages, thin over chat.log.
 
-Every error has the protocol's shape ``{"error": {"code": ..., "detail": ...}}``.
+Every error has the protocol's shape ``{"error": {"code": ..., "detail": ...}}``, built by
+``chat.live.records.error_body`` as on every other transport; numbers in the query are
+read by the same parser as the live transports' (``chat.live.wire.parse_int``).
 """
 
 from __future__ import annotations
-
-import re
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from chat import log
+from chat import access, log
+from chat.live.records import ErrorCode, error_body
+from chat.live.wire import MAX_INT, parse_int
 from chat.models import Room
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-# Seqs are stored as 64-bit integers; anything larger is not a seq (and would overflow
-# the database's integer comparison) so it is a bad request, not an empty page.
-MAX_SEQ = 2**63 - 1
-_DIGITS = re.compile(r"[0-9]{1,19}")
+MAX_SEQ = MAX_INT
 _SAFE_METHODS = ("GET", "HEAD")
 
 
-def error(status: int, code: str, detail: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+def error(code: ErrorCode, detail: str | None = None, status: int | None = None) -> JsonResponse:
+    """The protocol's error answer; the status is the code's unless given (405)."""
+    return JsonResponse(error_body(code, detail), status=status or code.status)
 
 
 def _method_not_allowed() -> JsonResponse:
     # PROTOCOL.md's error codes are a closed list; a wrong method is a bad request.
-    response = error(405, "bad_request", "Only GET is allowed here.")
+    response = error(ErrorCode.BAD_REQUEST, "Only GET is allowed here.", status=405)
     response["Allow"] = ", ".join(_SAFE_METHODS)
     return response
 
@@ -38,9 +38,7 @@ def parse_positive_int(raw: str | None, name: str, maximum: int) -> int | None:
     """``raw`` as an integer in 1..maximum; None when absent; ValueError otherwise."""
     if raw is None:
         return None
-    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= maximum:
-        raise ValueError(f"{name} must be an integer from 1 to {maximum}.")
-    return int(raw)
+    return parse_int(raw, name, minimum=1, maximum=maximum)
 
 
 # The API only reads, so CSRF protection buys nothing here; exempting it lets a POST get
@@ -78,15 +76,15 @@ def messages(request: HttpRequest, slug: str) -> JsonResponse:
         before = parse_positive_int(request.GET.get("before"), "before", MAX_SEQ)
         limit = parse_positive_int(request.GET.get("limit"), "limit", MAX_LIMIT)
     except ValueError as exc:
-        return error(400, "bad_request", str(exc))
+        return error(ErrorCode.BAD_REQUEST, str(exc))
     if limit is None:
         limit = DEFAULT_LIMIT
 
     room = Room.objects.filter(slug=slug).first()
     if room is None:
-        return error(404, "not_found", "No such room.")
-    if not room.can_read(request.user):
-        return error(403, "forbidden", "This room is private.")
+        return error(ErrorCode.NOT_FOUND)
+    if not access.may_read(room, access.user_id_of(request.user)):
+        return error(ErrorCode.FORBIDDEN, "This room is private.")
 
     # One extra row tells whether anything older exists, without a second query.
     events = log.read_page(room.id, room.slug, before, limit + 1)

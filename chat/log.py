@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from django.db import connection, transaction
 from django.utils import timezone
 
+from chat import access
 from chat.live.records import ErrorCode, SendRequest, SendResult
+from chat.live.validation import check_stored_send
 from chat.models import Message, Room
 
 
@@ -46,21 +48,31 @@ def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
     Requests keep their order within a room, so sends pipelined by one sender get seqs in
     the order they were sent. A request whose (room, user, client_id) is already stored,
     in the database or earlier in the same batch, gets the original seq and appends nothing.
+    A request with a field the database cannot store is answered with its error and left
+    out, so that it cannot fail the others' transaction (the hub refuses those first; this
+    is the door of the admin and the Python API, which come here directly).
     """
     results: list[SendResult | None] = [None] * len(requests)
+    for index, request in enumerate(requests):
+        problem = check_stored_send(request)
+        if problem is not None:
+            results[index] = SendResult(error=problem[0], detail=problem[1])
+    valid = [(index, r) for index, r in enumerate(requests) if results[index] is None]
+    if not valid:
+        return results  # type: ignore[return-value]
     with transaction.atomic():
-        rooms = lock_rooms([r.room for r in requests])
-        allowed = _posting_rights(rooms, requests)
-        stored = _stored_client_ids(rooms, requests)
+        rooms = lock_rooms([r.room for _, r in valid])
+        allowed = access.posters((rooms[r.room], r.user_id) for _, r in valid if r.room in rooms)
+        stored = _stored_client_ids(rooms, [r for _, r in valid])
         claimed: dict[tuple[int, int, str], int] = {}  # key -> index of its first send
         repeats: list[tuple[int, int]] = []  # (index, index of the first send)
         new_by_room: dict[str, list[int]] = {}
-        for index, request in enumerate(requests):
+        for index, request in valid:
             room = rooms.get(request.room)
             if room is None:
                 results[index] = SendResult(error=ErrorCode.NOT_FOUND)
                 continue
-            if room.is_archived or (room.id, request.user_id) not in allowed:
+            if (room.id, request.user_id) not in allowed:
                 results[index] = SendResult(error=ErrorCode.FORBIDDEN)
                 continue
             key = (room.id, request.user_id, request.client_id)
@@ -124,26 +136,6 @@ def _message_event(slug: str, seq: int, request: SendRequest, created_at) -> dic
         "ts": created_at.isoformat(),
         "client_id": request.client_id,
     }
-
-
-def _posting_rights(
-    rooms: dict[str, Room], requests: Sequence[SendRequest]
-) -> set[tuple[int, int]]:
-    """(room id, user id) pairs allowed to post: any user in a public room, members else."""
-    allowed: set[tuple[int, int]] = set()
-    private: dict[int, set[int]] = {}
-    for request in requests:
-        room = rooms.get(request.room)
-        if room is None:
-            continue
-        if room.is_public:
-            allowed.add((room.id, request.user_id))
-        else:
-            private.setdefault(room.id, set()).add(request.user_id)
-    for room_id, user_ids in private.items():
-        members = Room.members.through.objects.filter(room_id=room_id, user_id__in=user_ids)
-        allowed.update((room_id, user_id) for user_id in members.values_list("user_id", flat=True))
-    return allowed
 
 
 def _stored_client_ids(

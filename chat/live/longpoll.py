@@ -7,7 +7,6 @@ and long-poll clients: Django's CSRF check, then the hub, answered after the com
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.conf import settings
@@ -15,7 +14,9 @@ from twisted.internet import defer
 from twisted.web.server import NOT_DONE_YET, Request
 
 from chat.live.auth import csrf_token_valid
+from chat.live.records import ErrorCode, error_body
 from chat.live.web import RoomResource, header, write_error, write_json
+from chat.live.wire import FrameError, parse_frame
 
 logger = logging.getLogger(__name__)
 
@@ -75,22 +76,23 @@ class LongPollResource(RoomResource):
         if not csrf_token_valid(
             cookie.decode("latin-1") if cookie else None, header(request, b"x-csrftoken")
         ):
-            write_error(request, "forbidden", "CSRF token missing or incorrect.")
+            write_error(request, ErrorCode.FORBIDDEN, "CSRF token missing or incorrect.")
             return NOT_DONE_YET
         limit = settings.CHAT_MAX_FRAME_BYTES
         raw = request.content.read(limit + 1) if request.content is not None else b""
         if len(raw) > limit:
-            write_error(request, "too_large", "The request body is too large.")
+            write_error(request, ErrorCode.TOO_LARGE, "The request body is too large.")
             return NOT_DONE_YET
         try:
-            frame = json.loads(raw)
-        except ValueError:
-            write_error(request, "bad_request", "The body is not JSON.")
+            frame = parse_frame(raw)
+        except FrameError as error:
+            write_error(request, ErrorCode.BAD_REQUEST, str(error))
             return NOT_DONE_YET
-        if not isinstance(frame, dict) or not isinstance(frame.get("body"), str):
-            write_error(request, "bad_request", 'Send {"body": "...", "client_id": "..."}.')
+        if frame.get("type", "send") != "send":
+            write_error(request, ErrorCode.BAD_REQUEST, "Only sends are accepted here.")
             return NOT_DONE_YET
-        body, client_id = frame["body"], frame.get("client_id")
+        # The fields go to the hub as they came: it validates them, for every transport.
+        body, client_id = frame.get("body"), frame.get("client_id")
 
         def authorized(access):
             refusal = self.refusal(access)
@@ -100,7 +102,9 @@ class LongPollResource(RoomResource):
 
         def answer(result) -> None:
             if result.error is not None:
-                write_error(request, result.error, result.detail)
+                extra = {} if result.retry_after is None else {"retry_after": result.retry_after}
+                payload = error_body(result.error, result.detail, **extra)
+                write_json(request, ErrorCode(result.error).status, payload)
             else:
                 write_json(request, 201 if result.created else 200, {"seq": result.seq})
 
@@ -111,4 +115,4 @@ class LongPollResource(RoomResource):
 
     def _failed(self, failure, request: Request) -> None:
         logger.warning("long-poll request failed: %s", failure.getErrorMessage())
-        write_error(request, "unavailable")
+        write_error(request, ErrorCode.UNAVAILABLE)

@@ -14,7 +14,9 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from chat.live import metrics
 from chat.live.events import OutboundEvent
+from chat.live.records import ErrorCode
 from chat.live.web import RoomResource, header, outbound_backlog, write_error
+from chat.live.wire import parse_int
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +85,11 @@ class EventStreamResource(RoomResource):
         slug, (since,) = prepared
         last_event_id = header(request, b"last-event-id")
         if last_event_id:  # the browser's own reconnect knows best
-            if not last_event_id.isdigit() or len(last_event_id) > 18:
-                write_error(request, "bad_request", "Last-Event-ID must be a seq.")
+            try:
+                since = parse_int(last_event_id, "Last-Event-ID")
+            except ValueError as error:
+                write_error(request, ErrorCode.BAD_REQUEST, str(error))
                 return NOT_DONE_YET
-            since = int(last_event_id)
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         d = self.access(request, slug)

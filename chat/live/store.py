@@ -7,6 +7,13 @@ that slow pages cannot starve chat and chat cannot starve pages.
 Appends are group-committed: sends that arrive while a batch is committing wait in
 ``_pending`` and go together in the next transaction. A single appender at a time also
 keeps each process's commits, and so its deliveries, in seq order.
+
+A batch is one transaction, so one send the database refuses would fail everyone's.
+The hub and ``chat.log`` refuse unstorable fields before they get here; should a batch
+fail anyway for any reason but an outage, ``append_batch`` appends its sends one by one,
+so that only the bad one fails. An outage (the database is down, unreachable, locked)
+fails the whole batch `unavailable` at once: retrying it send by send would only repeat
+the failure as many times.
 """
 
 from __future__ import annotations
@@ -17,7 +24,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, close_old_connections
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+)
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
@@ -25,7 +39,7 @@ from twisted.python.threadpool import ThreadPool
 
 from chat import log
 from chat.live import metrics
-from chat.live.records import RoomInfo, SendRequest, SendResult
+from chat.live.records import ErrorCode, RoomInfo, SendRequest, SendResult
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +52,13 @@ MAX_BATCH = 500
 MAX_PENDING = 20_000
 # Events one replay read returns; a longer replay is read page by page.
 READ_PAGE = 500
+# The database cannot be used now: every send of the batch gets `unavailable`.
+OUTAGES = (OperationalError, InterfaceError)
+# What one send can make the database (or its driver) refuse: a value it cannot store
+# (a lone surrogate cannot be encoded, PostgreSQL refuses NUL in text, a client_id over
+# its column) or a constraint. The sender's fault: `bad_request`. Anything else from
+# one send is ours: `unavailable`, and a traceback in the log, once.
+REFUSALS = (DataError, IntegrityError, UnicodeError, ValueError)
 
 
 class StoreUnavailable(Exception):
@@ -100,7 +121,7 @@ class Store:
         self._committing.add(lane)
         metrics.BATCH_SIZE.observe(len(batch))
         requests = [request for request, _d, _t in batch]
-        done = self.run(log.append_messages, requests)
+        done = self.run(append_batch, log.append_messages, requests)
         done.addCallbacks(
             self._committed, self._failed, callbackArgs=(batch,), errbackArgs=(batch,)
         )
@@ -134,17 +155,90 @@ class Store:
 
 
 def _guarded(fn: Callable[..., T], *args: Any) -> T:
-    # A connection broken by an outage is closed here, so the next call reconnects and
-    # service resumes by itself when the database is back.
     close_old_connections()
     try:
         return fn(*args)
     except DatabaseError as error:
-        from django.db import connection
-
-        with contextlib.suppress(DatabaseError):
-            connection.close()
+        _close_connection()
         raise StoreUnavailable(str(error)) from error
+
+
+def _close_connection() -> None:
+    # A connection broken by an outage is closed, so the next call reconnects and
+    # service resumes by itself when the database is back.
+    from django.db import connection
+
+    with contextlib.suppress(DatabaseError):
+        connection.close()
+
+
+Append = Callable[[list[SendRequest]], list[SendResult]]
+
+
+def append_batch(append: Append, requests: list[SendRequest]) -> list[SendResult]:
+    """``append(requests)`` in a store thread; if it fails, each send on its own.
+
+    An outage raises StoreUnavailable (every send of the batch is `unavailable`). Any
+    other failure of the batch (some send's value was refused, or something unexpected)
+    is followed by one transaction per send, in order, so the sends that can be stored
+    are, with their seqs in the same order, and only the failing ones get an error. An
+    outage during those ends the retry: the sends not yet appended are `unavailable`.
+    """
+    try:
+        return append(requests)
+    except OUTAGES as error:
+        _close_connection()
+        raise StoreUnavailable(str(error)) from error
+    except Exception as error:
+        if len(requests) == 1:
+            return [_failed_send(requests[0], error)]
+        logger.info(
+            "a batch of %d sends failed (%s); appending them one by one",
+            len(requests),
+            _describe(error),
+        )
+    results: list[SendResult] = []
+    for index, request in enumerate(requests):
+        try:
+            (result,) = append([request])
+        except OUTAGES as error:
+            _close_connection()
+            logger.error("append failed, the database is unavailable: %s", _describe(error))
+            unavailable = SendResult(error=ErrorCode.UNAVAILABLE)
+            return results + [unavailable] * (len(requests) - index)
+        except Exception as error:
+            result = _failed_send(request, error)
+        results.append(result)
+    return results
+
+
+def _failed_send(request: SendRequest, error: Exception) -> SendResult:
+    """The answer to one send that the database refused, logged once with its context.
+
+    The context is logged with %r (a value that could not be stored, a lone surrogate,
+    could not be written to a UTF-8 log either), and the message text not at all: it
+    may be a private room's.
+    """
+    chars = len(request.body) if isinstance(request.body, str) else -1
+    context = (request.room, request.username, request.client_id, chars)
+    if isinstance(error, REFUSALS):
+        logger.warning(
+            "send refused by the database (room %r, user %r, client_id %r, %d chars): %s",
+            *context,
+            _describe(error),
+        )
+        return SendResult(error=ErrorCode.BAD_REQUEST, detail="The message cannot be stored.")
+    logger.error(
+        "send failed (room %r, user %r, client_id %r, %d chars)", *context, exc_info=error
+    )
+    return SendResult(error=ErrorCode.UNAVAILABLE)
+
+
+def _describe(error: Exception) -> str:
+    """The error's kind and reason, without the value it was about (a UnicodeError's
+    message quotes the whole text it could not encode)."""
+    reason = error.reason if isinstance(error, UnicodeError) else str(error)
+    return f"{type(error).__name__}: {reason[:200]!r}"
 
 
 def _room_info(slug: str) -> RoomInfo | None:

@@ -15,27 +15,12 @@ from twisted.internet import defer
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from chat.live.auth import origin_allowed
-from chat.live.records import Access
+from chat.live.auth import Origin, origin_allowed, server_origin
+from chat.live.records import Access, ErrorCode, error_body
+from chat.live.wire import parse_int
 from chat.slug import SLUG_PATTERN
 
 _SLUG = re.compile(rf"^{SLUG_PATTERN}\Z")
-STATUS_OF = {
-    "bad_request": 400,
-    "forbidden": 403,
-    "not_found": 404,
-    "too_large": 413,
-    "rate_limited": 429,
-    "unavailable": 503,
-}
-DETAIL_OF = {
-    "bad_request": "The request is malformed.",
-    "forbidden": "You may not do that in this room.",
-    "not_found": "No such room.",
-    "too_large": "The message is too long.",
-    "rate_limited": "Too many messages; slow down.",
-    "unavailable": "The service is temporarily unavailable; retry later.",
-}
 
 
 def room_slug(request: Request) -> str | None:
@@ -57,10 +42,7 @@ def query_int(request: Request, name: str) -> int | None:
     values = request.args.get(name.encode())
     if not values:
         return None
-    raw = values[-1]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValueError(name)
-    return int(raw)
+    return parse_int(values[-1], name)
 
 
 def header(request: Request, name: bytes) -> str | None:
@@ -91,12 +73,25 @@ def write_json(request: Request, status: int, body: dict | bytes) -> None:
     request.finish()
 
 
-def error_body(code: str, detail: str | None = None) -> dict:
-    return {"error": {"code": code, "detail": detail or DETAIL_OF[code]}}
+def write_error(request: Request, code: ErrorCode | str, detail: str | None = None) -> None:
+    code = ErrorCode(code)
+    write_json(request, code.status, error_body(code, detail))
 
 
-def write_error(request: Request, code: str, detail: str | None = None) -> None:
-    write_json(request, STATUS_OF[code], error_body(code, detail))
+def own_origin(request: Request) -> Origin | None:
+    """The origin this request was made to, as the browser saw it.
+
+    The scheme is the one it came with, or a trusted proxy's X-Forwarded-Proto: the
+    server (project/server.py) removes that header from anyone else, so one that is
+    here is believed. Several proxies list several schemes; the first is the client's.
+    """
+    scheme = "https" if request.isSecure() else "http"
+    forwarded = header(request, b"x-forwarded-proto")
+    if forwarded:
+        claimed = forwarded.split(",", 1)[0].strip().lower()
+        if claimed in ("http", "https"):
+            scheme = claimed
+    return server_origin(scheme, header(request, b"host"), settings.ALLOWED_HOSTS)
 
 
 def outbound_backlog(transport) -> int:
@@ -120,14 +115,18 @@ class RoomResource(Resource):
         request.setHeader(b"cache-control", b"no-store")
         return super().render(request)
 
-    def check(self, request: Request) -> tuple[str | None, str | None]:
-        """(slug, None) or (None, error code) for what can be decided at once."""
+    def check(self, request: Request) -> tuple[str | None, ErrorCode | None]:
+        """(slug, None) or (None, error code) for what can be decided at once.
+
+        The one Origin check of every live transport (WebSocket, SSE, long-poll GET and
+        POST): a browser page of another origin must not read or post as our user.
+        """
         slug = room_slug(request)
         if slug is None:
-            return None, "not_found"
-        origin = header(request, b"origin")
-        if not origin_allowed(origin, settings.ALLOWED_HOSTS):
-            return None, "forbidden"
+            return None, ErrorCode.NOT_FOUND
+        trusted = getattr(settings, "CSRF_TRUSTED_ORIGINS", [])
+        if not origin_allowed(header(request, b"origin"), own_origin(request), trusted):
+            return None, ErrorCode.FORBIDDEN
         return slug, None
 
     def prepare(self, request: Request, *params: str) -> tuple[str, list[int | None]] | None:
@@ -139,7 +138,7 @@ class RoomResource(Resource):
         try:
             values = [query_int(request, name) for name in params]
         except ValueError as error:
-            write_error(request, "bad_request", f"{error} must be a non-negative integer.")
+            write_error(request, ErrorCode.BAD_REQUEST, str(error))
             return None
         return slug, values
 
@@ -147,9 +146,9 @@ class RoomResource(Resource):
         return self.live.authorizer.access(session_key(request), slug)
 
     @staticmethod
-    def refusal(access: Access) -> str | None:
+    def refusal(access: Access) -> ErrorCode | None:
         if access.room is None:
-            return "not_found"
+            return ErrorCode.NOT_FOUND
         if not access.can_read:
-            return "forbidden"
+            return ErrorCode.FORBIDDEN
         return None

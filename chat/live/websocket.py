@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
 from collections import deque
 
@@ -36,7 +35,10 @@ from wsproto.events import CloseConnection, Message
 
 from chat.live import metrics
 from chat.live.events import OutboundEvent, encode, websocket_text_frame
-from chat.live.web import DETAIL_OF, RoomResource, header, outbound_backlog, write_error
+from chat.live.records import ErrorCode
+from chat.live.validation import check_client_id
+from chat.live.web import RoomResource, header, outbound_backlog, write_error
+from chat.live.wire import FrameError, parse_frame
 
 logger = logging.getLogger(__name__)
 
@@ -120,25 +122,19 @@ class ChatWebSocket:
         if self.closed:
             return
         try:
-            frame = json.loads(message)
-        except ValueError:
-            return self.bad_frame(None, "The frame is not JSON.")
-        if not isinstance(frame, dict):
-            return self.bad_frame(None, "The frame is not a JSON object.")
+            frame = parse_frame(message)
+        except FrameError as error:
+            return self.bad_frame(None, str(error))
         kind = frame.get("type")
         if kind == "send":
+            # The fields go to the hub as they came: it validates them, for every transport.
             client_id = frame.get("client_id")
-            if client_id is not None and (not isinstance(client_id, str) or len(client_id) > 64):
-                return self.bad_frame(None, "client_id must be a string of at most 64 chars.")
-            body = frame.get("body")
-            if not isinstance(body, str):
-                return self.bad_frame(client_id, "body must be a string.")
-            d = self.live.hub.send(self.room.slug, self.user, body, client_id)
+            d = self.live.hub.send(self.room.slug, self.user, frame.get("body"), client_id)
             d.addCallback(self._answer_send, client_id)
         elif kind == "typing":
             self.live.hub.typing(self.room, self)
         else:
-            self.bad_frame(None, f"Unknown frame type {kind!r}.")
+            self.bad_frame(None, f"Unknown frame type {kind!r:.40}.")
 
     def bytesMessageReceived(self, data: bytes) -> None:
         self.bad_frame(None, "Binary frames are not accepted; send JSON text.")
@@ -185,24 +181,39 @@ class ChatWebSocket:
     def _write_json(self, body: dict) -> None:
         self._write_frame(websocket_text_frame(encode(body)))
 
-    def _answer_send(self, result, client_id: str | None) -> None:
-        if result.error is not None:
-            self.error(result.error, client_id, result.detail)
+    def _answer_send(self, result, client_id: object) -> None:
+        # A client_id is echoed only when it is one: an invalid one (a lone surrogate
+        # cannot even be encoded) would make the answer itself fail.
+        echo = client_id if check_client_id(client_id) is None else None
+        if result.error == ErrorCode.BAD_REQUEST:
+            self.bad_frame(echo, result.detail or ErrorCode.BAD_REQUEST.detail)
+        elif result.error is not None:
+            self.error(result.error, echo, result.detail, result.retry_after)
         else:
-            self._write_json({"type": "ack", "client_id": client_id, "seq": result.seq})
+            self._write_json({"type": "ack", "client_id": echo, "seq": result.seq})
 
-    def error(self, code: str, client_id: str | None = None, detail: str | None = None) -> None:
-        body = {"type": "error", "code": code, "detail": detail or DETAIL_OF[code]}
+    def error(
+        self,
+        code: ErrorCode | str,
+        client_id: str | None = None,
+        detail: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        code = ErrorCode(code)
+        body = {"type": "error", "code": str(code), "detail": detail or code.detail}
         if client_id is not None:
             body["client_id"] = client_id
+        if retry_after is not None:
+            body["retry_after"] = retry_after
         self._write_json(body)
 
     def bad_frame(self, client_id: str | None, detail: str) -> None:
+        """A malformed frame or send: answered, and counted for the 1008 close."""
         now = self.live.reactor.seconds()
         self.malformed.append(now)
         while self.malformed and now - self.malformed[0] > MALFORMED_WINDOW:
             self.malformed.popleft()
-        self.error("bad_request", client_id, detail)
+        self.error(ErrorCode.BAD_REQUEST, client_id, detail)
         if len(self.malformed) > MAX_MALFORMED:
             self.close(CLOSE_POLICY, "too many malformed frames")
 
@@ -291,7 +302,7 @@ class WebSocketResource(RoomResource):
         if problem is not None:
             request.setHeader(b"upgrade", b"websocket")
             request.setHeader(b"sec-websocket-version", b"13")
-            write_error(request, "bad_request", f"Not a WebSocket handshake: {problem}")
+            write_error(request, ErrorCode.BAD_REQUEST, f"Not a WebSocket handshake: {problem}")
             return NOT_DONE_YET
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
@@ -326,4 +337,4 @@ class WebSocketResource(RoomResource):
 
     def _failed(self, failure, request: Request) -> None:
         logger.warning("websocket handshake failed: %s", failure.getErrorMessage())
-        write_error(request, "unavailable")
+        write_error(request, ErrorCode.UNAVAILABLE)

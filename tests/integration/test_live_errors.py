@@ -7,6 +7,7 @@ size, request size and rate-limit tests get a module server with small limits.
 
 from __future__ import annotations
 
+import json
 import secrets
 from types import SimpleNamespace
 
@@ -53,6 +54,9 @@ BAD_FRAMES = {
 }
 WS_USERS = [
     "reader",
+    "origin",
+    "numbers",
+    "nested",
     "member",
     "outsider",
     "big",
@@ -333,37 +337,99 @@ def test_archived_room_reads_but_refuses_sends(world):
     run(main())
 
 
+def reached_as(server, host: str) -> SimpleNamespace:
+    """The same server, reached by another of its names (the Host header follows)."""
+    return SimpleNamespace(url=f"http://{host}:{server.port}", port=server.port)
+
+
+async def live_statuses(server, account, origin: str | None, headers=None) -> dict[str, int]:
+    """What each live transport answers a browser page of ``origin``: the WebSocket
+    handshake, the event stream, a long-poll GET and a long-poll POST (a send)."""
+    statuses = {}
+    try:
+        ws = await WSClient.connect(server, PUBLIC, account, origin=origin, headers=headers)
+    except InvalidStatus as refused:
+        statuses["ws"] = refused.response.status_code
+    else:
+        await ws.wait_for(lambda f: f.get("type") == "hello")
+        statuses["ws"] = 101
+        await ws.close()
+    sse = await SSEClient.connect(server, PUBLIC, account, origin=origin, headers=headers)
+    statuses["sse"] = sse.status
+    await sse.close()
+    extra = {**(headers or {}), **({"Origin": origin} if origin is not None else {})}
+    async with PollClient(server, PUBLIC, account) as poll:
+        response = await poll.get(since=0, timeout=0, headers=extra)
+        statuses["poll"] = response.status_code
+        response = await poll.post("origin check", f"origin-{secrets.token_hex(4)}", headers=extra)
+        statuses["post"] = response.status_code
+    return statuses
+
+
+ALLOWED = {"ws": 101, "sse": 200, "poll": 200, "post": 201}
+REFUSED = {"ws": 403, "sse": 403, "poll": 403, "post": 403}
+
+
 @pytest.mark.parametrize(
-    "origin", ["http://evil.example", "null", "http://127.0.0.1.evil.example"]
+    "origin",
+    ["http://evil.example", "null", "http://127.0.0.1.evil.example", "http://127.0.0.1"],
 )
-def test_foreign_origin_is_refused_on_ws_and_sse(world, origin):
+def test_foreign_origin_is_refused_on_every_transport(world, origin):
+    assert run(live_statuses(world.server, world.accounts["origin"], origin)) == REFUSED
+
+
+def test_another_port_or_scheme_of_the_same_host_is_another_origin(world):
+    """Issue 9.7: a page on another port of the same host read a user's private room.
+    The port and the scheme count, as the browser's same-origin policy says."""
+    server = world.server
+    for origin in (
+        f"http://127.0.0.1:{server.port + 1}",
+        f"http://127.0.0.1:{server.port - 1}",
+        f"https://127.0.0.1:{server.port}",
+        f"http://localhost:{server.port}",  # another name: this request is to 127.0.0.1
+        f"http://127.0.0.1:{server.port}/",  # not an origin at all
+    ):
+        got = run(live_statuses(server, world.accounts["origin"], origin))
+        assert got == REFUSED, (origin, got)
+    # A proxy's word on the scheme is believed from TRUSTED_PROXIES only: this server
+    # trusts none, so a client's own X-Forwarded-Proto changes nothing.
+    https = {"X-Forwarded-Proto": "https"}
+    origin = f"https://127.0.0.1:{server.port}"
+    assert run(live_statuses(server, world.accounts["origin"], origin, https)) == REFUSED
+
+
+def test_the_server_s_own_origin_is_accepted_under_each_of_its_names(world):
+    for host in ("127.0.0.1", "localhost"):
+        server = reached_as(world.server, host)
+        for origin in (None, browser_origin(world.server, host)):
+            got = run(live_statuses(server, world.accounts["origin"], origin))
+            assert got == ALLOWED, (host, origin, got)
+
+
+def test_behind_a_trusted_proxy_the_scheme_is_the_proxy_s_and_trusted_origins_count(
+    make_server,
+):
+    server = make_server(
+        env={
+            "TRUSTED_PROXIES": "127.0.0.1/32",
+            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://chat.example.org,https://*.example.net",
+            "CHAT_RATE_LIMIT": "0",
+        },
+        name="behind-proxy",
+    )
+    account = provision(server, users=[("proxied", PASSWORD)], rooms=[PUBLIC])["proxied"]
+    https = {"X-Forwarded-Proto": "https"}
+    own = f"://127.0.0.1:{server.port}"
+
     async def main():
-        with pytest.raises(InvalidStatus) as refused:
-            await WSClient.connect(world.server, PUBLIC, world.accounts["reader"], origin=origin)
-        assert refused.value.response.status_code == 403
-        sse = await SSEClient.connect(
-            world.server, PUBLIC, world.accounts["reader"], origin=origin
-        )
-        assert sse.status == 403
-
-    run(main())
-
-
-def test_browser_origins_of_allowed_hosts_are_accepted(world):
-    async def main():
-        for origin in (
-            None,
-            browser_origin(world.server),
-            browser_origin(world.server, "localhost"),
-        ):
-            async with await WSClient.connect(
-                world.server, PUBLIC, world.accounts["reader"], origin=origin
-            ) as ws:
-                await ws.wait_for(lambda f: f.get("type") == "hello")
-            async with await SSEClient.connect(
-                world.server, PUBLIC, world.accounts["reader"], origin=origin
-            ) as sse:
-                assert sse.status == 200, (origin, sse.body[:200])
+        assert await live_statuses(server, account, "https" + own, https) == ALLOWED
+        assert await live_statuses(server, account, "http" + own, https) == REFUSED
+        assert await live_statuses(server, account, "http" + own) == ALLOWED
+        assert await live_statuses(server, account, "https" + own) == REFUSED
+        for origin in ("https://chat.example.org", "https://a.example.net"):
+            assert await live_statuses(server, account, origin) == ALLOWED, origin
+        for origin in ("http://chat.example.org", "https://chat.example.org:8443"):
+            assert await live_statuses(server, account, origin) == REFUSED, origin
 
     run(main())
 
@@ -479,6 +545,11 @@ def test_unknown_room_is_404_on_every_transport(world, slug):
         {"timeout": "-5"},
         {"timeout": "2.5"},
         {"since": "0", "timeout": "soon"},
+        {"since": "¹"},  # str.isdigit() says yes, int() says no: was a 500
+        {"since": "٣"},  # int() reads it as 3
+        {"timeout": "+5"},
+        {"since": " 5"},
+        {"since": "9" * 30},
     ],
 )
 def test_longpoll_bad_since_or_timeout_is_400(world, params):
@@ -487,6 +558,100 @@ def test_longpoll_bad_since_or_timeout_is_400(world, params):
             assert_json_error(await poll.get(params=params), 400, "bad_request")
 
     run(main())
+
+
+# Digits to str.isdigit() or int() that are not ASCII digits. "¹²³" are also Latin-1
+# bytes (0xB9, 0xB2, 0xB3), and Latin-1 is how a server reads header bytes: that
+# "Last-Event-ID: ¹" was the 500.
+NOT_ASCII_NUMBERS = ["¹", "²³", "7¹", "٣", "\uff17"]
+
+
+def header_bytes(text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode()
+
+
+def assert_healthy(server) -> None:
+    response = httpx.get(server.url + "/healthz", timeout=5, trust_env=False)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("number", NOT_ASCII_NUMBERS)
+def test_a_number_that_is_not_ascii_digits_is_400_on_every_transport(world, number):
+    """Issue 9.10: "Last-Event-ID: ¹" was a 500. Every number on the wire is read by one
+    parser that knows ASCII digits only."""
+    reader = world.accounts["numbers"]
+
+    async def main():
+        headers = {"Last-Event-ID": header_bytes(number)}
+        sse = await SSEClient.connect(world.server, PUBLIC, reader, headers=headers)
+        assert sse.status == 400, sse.body[:200]
+        assert json.loads(sse.body)["error"]["code"] == "bad_request"
+        sse = await SSEClient.connect(world.server, PUBLIC, reader, since=number)
+        assert sse.status == 400, sse.body[:200]
+        async with PollClient(world.server, PUBLIC, reader) as poll:
+            assert_json_error(await poll.get(since=number), 400, "bad_request")
+            assert_json_error(await poll.get(timeout=number), 400, "bad_request")
+        with httpx.Client(base_url=world.server.url, trust_env=False) as client:
+            response = client.get(f"/api/rooms/{PUBLIC}/messages/", params={"before": number})
+            assert_json_error(response, 400, "bad_request")
+            response = client.get(f"/api/rooms/{PUBLIC}/messages/", params={"limit": number})
+            assert_json_error(response, 400, "bad_request")
+        # Resuming with a plain Last-Event-ID still works.
+        sse = await SSEClient.connect(world.server, PUBLIC, reader, last_event_id=0)
+        try:
+            assert sse.status == 200
+        finally:
+            await sse.close()
+
+    run(main())
+    ws = RawWebSocket.connect(world.server, PUBLIC, reader, since=number)
+    try:
+        assert ws.status == 400, ws.head
+    finally:
+        ws.close()
+    assert_healthy(world.server)
+
+
+# Deep enough to exhaust Python's recursion limit inside json.loads, yet within the
+# default 64 KiB frame and request limits.
+DEEP_FRAMES = {
+    "unclosed-arrays": "[" * 60_000,
+    "closed-arrays": "[" * 30_000 + "]" * 30_000,
+    "deep-body": '{"type": "send", "client_id": "deep", "body": '
+    + "[" * 30_000
+    + "]" * 30_000
+    + "}",
+    "deep-objects": '{"a": ' * 9_000 + "1" + "}" * 9_000,
+}
+
+
+def test_deeply_nested_json_is_bad_request_on_websocket_and_long_poll(world):
+    """Issue 9.10: nested JSON dropped the WebSocket without a close frame and was a 500
+    on long-poll. It is a bad_request on both, and the connection goes on."""
+    account = world.accounts["nested"]
+
+    async def main():
+        async with await WSClient.connect(world.server, PUBLIC, account) as ws:
+            await ws.wait_for(lambda f: f.get("type") == "hello")
+            for name, frame in DEEP_FRAMES.items():
+                start = len(ws.frames)
+                await ws.send_raw(frame)
+                error = await error_after(ws, start)
+                assert error["code"] == "bad_request", (name, error)
+                assert "client_id" not in error, (name, error)
+            await still_sends(ws, "after-deep")
+        async with PollClient(world.server, PUBLIC, account) as poll:
+            for frame in DEEP_FRAMES.values():
+                assert_json_error(await poll.post(content=frame), 400, "bad_request")
+            response = await poll.post("after the deep ones", "post-after-deep")
+            assert response.status_code == 201, response.text
+
+    run(main())
+    assert_healthy(world.server)
+    assert not [e for e in history(world.server, PUBLIC) if e.get("client_id") == "deep"]
 
 
 POST_BAD = {

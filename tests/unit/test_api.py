@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from chat import log
-from chat.live.records import SendRequest
+from chat.live.records import ErrorCode, SendRequest, error_body
 from chat.models import Message, Room
 
 pytestmark = pytest.mark.django_db
@@ -161,6 +161,10 @@ def test_api_only_answers_get(rooms, method):
         "limit=abc",
         "limit=",
         "limit=1e2",
+        "limit=%C2%B9",  # "¹": a digit to str.isdigit(), not an ASCII one
+        "before=%D9%A3",  # "٣": int() reads it as 3; the wire parser does not
+        "limit=%2B5",  # "+5"
+        "limit=5_0",
     ],
 )
 def test_history_bad_parameters_are_400(client, rooms, query):
@@ -231,3 +235,11 @@ def test_history_pages_backwards_with_has_more(client, rooms, alice):
 
 def test_history_is_not_cached(client, rooms):
     assert "no-cache" in client.get(history_url("lobby"))["Cache-Control"]
+
+
+def test_errors_are_the_protocol_s_one_shape(client, rooms):
+    """The API's errors come from chat.live.records.error_body, as every transport's."""
+    response = client.get(history_url("nowhere"))
+    assert response.json() == error_body(ErrorCode.NOT_FOUND)
+    response = client.get(f"{history_url('lobby')}?limit=abc")
+    assert response.json()["error"]["detail"] == "limit must be an integer from 1 to 200."

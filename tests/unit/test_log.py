@@ -267,3 +267,43 @@ def test_read_page_is_newest_last_and_pages_backwards(alice, lobby):
     assert [e["seq"] for e in oldest] == [1, 2]
     assert [e["body"] for e in newest] == ["m8", "m9", "m10"]
     assert log.read_page(lobby.id, "lobby", 1, 50) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("body", "lone \ud800 surrogate", "bad_request"),
+        ("body", "nul \x00 byte", "bad_request"),
+        ("body", None, "bad_request"),
+        ("client_id", "c-\udfff", "bad_request"),
+        ("client_id", "c" * 65, "bad_request"),  # over the column: PostgreSQL refuses it
+        ("room", "lobby\ud800", "not_found"),  # a query parameter that cannot be encoded
+    ],
+)
+def test_unstorable_send_is_refused_alone_and_the_batch_commits(
+    alice, lobby, secret, field, value, code
+):
+    """The log's own door (the admin and the Python API call it directly): one send the
+    database would refuse is answered with its error, and the rest of its batch commits."""
+    bad = {"body": "fine", "client_id": "c-bad", "room": "lobby", field: value}
+    results = log.append_messages(
+        [
+            send(alice, "first", client_id="c-1"),
+            send(alice, bad["body"], room=bad["room"], client_id=bad["client_id"]),
+            send(alice, "elsewhere", room="secret"),
+            send(alice, "last"),
+        ]
+    )
+    assert [r.error for r in results] == [None, code, None, None]
+    assert results[1].seq is None and results[1].event is None
+    assert [r.seq for r in results] == [1, None, 1, 2]
+    assert stored(lobby) == [(1, "message", "first"), (2, "message", "last")]
+    assert stored(secret) == [(1, "message", "elsewhere")]
+
+
+def test_a_batch_of_only_unstorable_sends_touches_nothing(alice, lobby, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        results = log.append_messages([send(alice, "\ud800"), send(alice, "x", client_id="\x00")])
+    assert [r.error for r in results] == ["bad_request", "bad_request"]
+    lobby.refresh_from_db()
+    assert lobby.last_seq == 0

@@ -1,0 +1,90 @@
+"""Who may read a room and who may post in it: THE rule, used by every door.
+
+The room pages and ``Room.can_read``/``can_post``, the JSON API, live auth
+(``chat/live/auth.py``, on the store's threads) and the room log (``chat/log.py``, inside
+the appending transaction) all ask here, so a change of the rule (bans, mutes,
+moderators, direct rooms) is made once and holds on every transport.
+
+Today's rule (PROTOCOL.md "Rooms, membership and permissions"):
+
+- a public room may be read by anyone, even anonymous; a private room by its members;
+- a room may be posted in by a signed-in user who may read it, unless it is archived.
+
+Everything takes user *ids* (None for anonymous), because the live side knows users
+only by id; ``user_id_of`` turns a Django user into one. A room is anything with ``id``,
+``is_public`` and ``is_archived``: a ``Room`` row or the live side's ``RoomInfo``. The
+batch forms answer many (room, user) pairs with one membership query, which is what the
+log's group commit needs; the single forms are the batch forms of one pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from django.db.models import Q, QuerySet
+
+from chat.models import Room
+
+
+class RoomLike(Protocol):
+    id: int
+    is_public: bool
+    is_archived: bool
+
+
+Pair = tuple[int, int | None]  # (room id, user id or None for anonymous)
+
+
+def user_id_of(user: object) -> int | None:
+    """The id of a signed-in Django user; None for anonymous (or no user at all)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user.pk
+
+
+def readers(pairs: Iterable[tuple[RoomLike, int | None]]) -> set[Pair]:
+    """The (room id, user id) pairs among ``pairs`` whose user may read the room."""
+    allowed: set[Pair] = set()
+    private: set[tuple[int, int]] = set()
+    for room, user_id in pairs:
+        if room.is_public:
+            allowed.add((room.id, user_id))
+        elif user_id is not None:
+            private.add((room.id, user_id))
+    return allowed | _memberships(private)
+
+
+def posters(pairs: Iterable[tuple[RoomLike, int | None]]) -> set[Pair]:
+    """The (room id, user id) pairs among ``pairs`` whose user may post in the room."""
+    open_pairs = [
+        (room, user_id) for room, user_id in pairs if user_id is not None and not room.is_archived
+    ]
+    return readers(open_pairs)
+
+
+def may_read(room: RoomLike, user_id: int | None) -> bool:
+    return (room.id, user_id) in readers([(room, user_id)])
+
+
+def may_post(room: RoomLike, user_id: int | None) -> bool:
+    """Archival included: an archived room is read-only for everyone."""
+    return (room.id, user_id) in posters([(room, user_id)])
+
+
+def visible_rooms(rooms: QuerySet[Room], user_id: int | None) -> QuerySet[Room]:
+    """The rooms of ``rooms`` that ``user_id`` may read (the room list, the API), as SQL."""
+    if user_id is None:
+        return rooms.filter(is_public=True)
+    return rooms.filter(Q(is_public=True) | Q(members=user_id)).distinct()
+
+
+def _memberships(pairs: set[tuple[int, int]]) -> set[Pair]:
+    """The pairs that are memberships, in one query however many rooms and users."""
+    if not pairs:
+        return set()
+    rows = Room.members.through.objects.filter(
+        room_id__in={room_id for room_id, _ in pairs},
+        user_id__in={user_id for _, user_id in pairs},
+    ).values_list("room_id", "user_id")
+    return pairs.intersection(rows)
