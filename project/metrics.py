@@ -17,6 +17,10 @@ REQUEST_LATENCY = Histogram(
 REFUSED_BODIES = Counter(
     "parley_http_refused_bodies_total", "Requests refused with 413 before their body was read."
 )
+REFUSED_CONNECTIONS = Counter(
+    "parley_http_refused_connections_total",
+    "Connections answered 503 because the process was near its file descriptor limit.",
+)
 
 
 class ThreadPoolCollector(Collector):

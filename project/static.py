@@ -23,19 +23,15 @@ twisted.web.static; it never reads a whole file, and a slow client pauses the pr
 instead of filling memory. Only DEBUG's per-request finder lookup touches the filesystem
 more than that, on purpose: it is a development mode.
 
-``ParleyStaticFile`` is whitenoise's ``StaticFile`` with its 6.12 mistakes fixed:
-one-byte ranges (``bytes=0-0``, ``bytes=-1``) get 206, not 416 (whitenoise #711);
-malformed ranges are ignored instead of loosely parsed; If-None-Match compares weakly and
-takes lists and ``*``; If-Range is honoured; Range is ignored on HEAD (RFC 9110 14.2).
+``ParleyStaticFile`` (project/static_responses.py) is whitenoise's ``StaticFile`` with its
+mistakes fixed: ranges, validators, and one ETag per representation.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator
-from email.utils import parsedate
 from http import HTTPStatus
 from typing import IO
 from urllib.parse import urlparse
@@ -48,9 +44,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from whitenoise.base import WhiteNoise
 from whitenoise.middleware import WhiteNoiseMiddleware
-from whitenoise.responders import NOT_ALLOWED_RESPONSE, Response, SlicedFile, StaticFile
+from whitenoise.responders import NOT_ALLOWED_RESPONSE, Response
 from whitenoise.string_utils import ensure_leading_trailing_slash
 from zope.interface import implementer
+
+from project.static_responses import ParleyStaticFile
 
 # One read per pull, as twisted.web.static does: small enough that reading it on the
 # reactor thread does not stall other connections, large enough to keep a socket busy.
@@ -60,8 +58,6 @@ MAX_AGE = 60
 NOT_FOUND_BODY = b"Not Found\n"
 
 _FORBIDDEN_IN_SEGMENT = ("/", "\\", "\x00")
-_BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
-_ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')
 # The request headers whitenoise reads, under the WSGI names it expects.
 _REQUEST_HEADERS = {
     b"accept-encoding": "HTTP_ACCEPT_ENCODING",
@@ -119,79 +115,6 @@ def scan_root(root: str) -> Iterator[tuple[str, os.stat_result]]:
                     yield entry.path, found
 
     yield from scan(root, frozenset({real_root}))
-
-
-def etag_matches_weakly(if_none_match: str, etag: str) -> bool:
-    """RFC 9110 13.1.2: If-None-Match compares weakly, lists tags, and ``*`` is any tag."""
-    if if_none_match.strip() == "*":
-        return True
-    return etag.removeprefix("W/") in _ENTITY_TAG.findall(if_none_match)
-
-
-class ParleyStaticFile(StaticFile):
-    """whitenoise's precomputed responses for one file, with correct validators and ranges."""
-
-    def get_response(self, method: str, request_headers: dict[str, str]) -> Response:
-        if "HTTP_RANGE" in request_headers and (
-            method != "GET" or not self.if_range_holds(request_headers)
-        ):
-            request_headers = {k: v for k, v in request_headers.items() if k != "HTTP_RANGE"}
-        return super().get_response(method, request_headers)
-
-    def is_not_modified(self, request_headers: dict[str, str]) -> bool:
-        if_none_match = request_headers.get("HTTP_IF_NONE_MATCH")
-        if if_none_match is None:
-            return super().is_not_modified(request_headers)  # If-Modified-Since
-        return etag_matches_weakly(if_none_match, self.etag)
-
-    def if_range_holds(self, request_headers: dict[str, str]) -> bool:
-        """RFC 9110 13.1.5: a Range is only for the representation If-Range names."""
-        if_range = request_headers.get("HTTP_IF_RANGE")
-        if if_range is None:
-            return True
-        if_range = if_range.strip()
-        if if_range.startswith('"'):
-            return if_range == self.etag
-        if if_range.startswith("W/") or self.last_modified is None:
-            return False
-        return parsedate(if_range) == self.last_modified
-
-    def get_range_response(
-        self, range_header: str, base_headers: list[tuple[str, str]], file_handle: IO | None
-    ) -> Response:
-        headers = [item for item in base_headers if item[0] != "Content-Length"]
-        size = int(dict(base_headers)["Content-Length"])
-        byte_range = self.get_byte_range(range_header, size)
-        if byte_range is None:
-            return self.get_range_not_satisfiable_response(file_handle, size)
-        start, end = byte_range
-        if file_handle is not None:
-            file_handle = SlicedFile(file_handle, start, end)
-        headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
-        headers.append(("Content-Length", str(end - start + 1)))
-        return Response(HTTPStatus.PARTIAL_CONTENT, headers, file_handle)
-
-    def get_byte_range(self, range_header: str, size: int) -> tuple[int, int] | None:
-        """First and last byte of the one range asked for; None if it is not satisfiable.
-
-        Raises ValueError when the header is to be ignored (RFC 9110 14.2): malformed, a
-        last byte before the first, or several ranges (answered with the whole file).
-        """
-        match = _BYTE_RANGE.fullmatch(range_header.strip())
-        if match is None:
-            raise ValueError(range_header)
-        first, last = match.groups()
-        if not first:  # "bytes=-N": the final N bytes
-            if not last:
-                raise ValueError(range_header)
-            suffix = int(last)
-            return (max(size - suffix, 0), size - 1) if suffix and size else None
-        start = int(first)
-        if last and int(last) < start:
-            raise ValueError(range_header)
-        if start >= size:
-            return None
-        return start, min(int(last), size - 1) if last else size - 1
 
 
 class StaticFileIndex(WhiteNoiseMiddleware):

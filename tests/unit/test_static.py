@@ -524,6 +524,57 @@ def test_304_keeps_vary_and_cache_control(collected):
     assert reply.headers["cache-control"] == "max-age=315360000, public, immutable"
 
 
+def etags_by_encoding(wire: Wire, url: str) -> dict[str, str]:
+    return {
+        accept: wire.request(url, accept_encoding=accept).headers["etag"]
+        for accept in ("identity", "gzip", "br")
+    }
+
+
+def test_each_representation_has_its_own_strong_etag(collected):
+    wire, paths = collected
+    tags = etags_by_encoding(wire, f"/static/{paths['chat/app.css']}")
+    assert len(set(tags.values())) == 3, tags
+    plain = tags["identity"]
+    assert plain.startswith('"') and plain.endswith('"')
+    assert tags["gzip"] == plain[:-1] + '-gz"'
+    assert tags["br"] == plain[:-1] + '-br"'
+
+
+def test_if_none_match_is_compared_with_the_representation_chosen(collected):
+    wire, paths = collected
+    url = f"/static/{paths['chat/app.css']}"
+    tags = etags_by_encoding(wire, url)
+    for accept, tag in tags.items():
+        reply = wire.request(url, accept_encoding=accept, if_none_match=tag)
+        assert reply.status == 304, accept
+        assert reply.headers["etag"] == tag
+        assert reply.headers["vary"] == "Accept-Encoding"
+    # A client that cached the gzip form and now asks for the plain one needs its bytes.
+    reply = wire.request(url, accept_encoding="identity", if_none_match=tags["gzip"])
+    assert (reply.status, reply.body) == (200, CSS)
+    reply = wire.request(url, accept_encoding="gzip", if_none_match=tags["identity"])
+    assert reply.status == 200
+    assert gzip.decompress(reply.body) == CSS
+
+
+def test_if_range_never_splices_one_representation_onto_another(collected):
+    wire, paths = collected
+    url = f"/static/{paths['chat/app.css']}"
+    first = wire.request(url, accept_encoding="gzip", range="bytes=0-9")
+    assert (first.status, first.headers["content-encoding"]) == (206, "gzip")
+    gz_tag = first.headers["etag"]
+    # The resume asks with the gzip tag but (a proxy rewrote it) no gzip: the whole
+    # plain file, not bytes 10- of it, which would follow 10 bytes of gzip.
+    resumed = wire.request(url, accept_encoding="identity", range="bytes=10-", if_range=gz_tag)
+    assert (resumed.status, resumed.body) == (200, CSS)
+    # The same resume with gzip accepted completes the gzip bytes.
+    resumed = wire.request(url, accept_encoding="gzip", range="bytes=10-", if_range=gz_tag)
+    assert resumed.status == 206
+    assert resumed.headers["etag"] == gz_tag
+    assert gzip.decompress(first.body + resumed.body) == CSS
+
+
 def test_compressed_files_are_not_served_under_their_own_name(collected):
     wire, paths = collected
     assert wire.request(f"/static/{paths['chat/app.css']}.gz").status == 404
@@ -590,8 +641,8 @@ def test_static_root_index_holds_only_servable_files(tree):
     assert not [url for url in index.files if "/." in url]
     assert not [url for url in index.files if "leak" in url]
     for static_file in index.files.values():
-        for _encoding, path, _headers in static_file.alternatives:
-            assert SECRET not in Path(path).read_bytes()
+        for representation in static_file.alternatives:
+            assert SECRET not in Path(representation.path).read_bytes()
 
 
 class RootlessFinder(BaseFinder):
