@@ -3,6 +3,8 @@
 
     python serve.py                      # http://127.0.0.1:8000, SQLite, one process
     python serve.py --port 9000 --threads 16
+    python serve.py --port 8443 --tls-cert cert.pem --tls-key key.pem
+    python serve.py --endpoint unix:/run/parley/parley.sock --endpoint tcp:8000
 
 Flags -> settings -> prepare the database and static files -> build the Site -> run the
 reactor until SIGINT/SIGTERM, then drain gracefully and exit 0.
@@ -28,7 +30,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on [%(default)s]")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on [%(default)s]")
+    parser.add_argument("--port", type=_port, default=8000, help="port to listen on [%(default)s]")
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve HTTPS (and WSS) with this PEM certificate, on --host/--port or on every "
+        "--endpoint (not ssl: ones, which have their own); the file may hold the "
+        "intermediate certificates after it (a full chain)",
+    )
+    parser.add_argument(
+        "--tls-key", metavar="FILE", help="the PEM private key of --tls-cert (not encrypted)"
+    )
+    parser.add_argument(
+        "--endpoint",
+        metavar="DESCRIPTION",
+        action="append",
+        help="listen on this Twisted server endpoint instead of --host/--port; repeat it "
+        "for several: tcp:8000:interface=0.0.0.0, ssl:8443:privateKey=key.pem:"
+        "certKey=cert.pem, unix:/run/parley.sock:mode=660, systemd:domain=INET:index=0 "
+        "(socket activation). With --workers: tcp, tcp6, ssl, unix and systemd only",
+    )
     parser.add_argument(
         "--threads",
         type=_positive_int,
@@ -56,9 +77,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not run collectstatic at start (STATIC_ROOT must already be filled)",
     )
     # Set by the supervisor of --workers for the processes it starts.
-    parser.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
+    # One per listener, in order: FD, or FD:tls when the worker wraps it in TLS.
+    parser.add_argument("--worker-fd", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
+    return number
 
 
 def _positive_int(value: str) -> int:
@@ -84,10 +113,44 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     import django
+    from django.core.exceptions import ImproperlyConfigured
 
-    django.setup()
+    try:
+        django.setup()
+    except ImproperlyConfigured as error:
+        # A bad environment variable: say which, without a traceback, and do not start.
+        print(f"serve.py: configuration error: {error}", file=sys.stderr)
+        return 2
     from django.conf import settings
 
+    from project.listen import ListenError, listeners
+
+    try:
+        # Checked before migrations run: a typo in a flag should not wait for them.
+        found = listeners(args, check=not args.worker_fd)
+    except ListenError as error:
+        print(f"serve.py: {error}", file=sys.stderr)
+        return 2
+    if (
+        settings.PARLEY_HTTPS
+        and not settings.TRUSTED_PROXIES
+        and not args.worker_fd
+        and not _serves_tls(found)
+    ):
+        logger.warning(
+            "PARLEY_HTTPS=1 but this server speaks plain HTTP and trusts no proxy "
+            "(TRUSTED_PROXIES is unset): every page will redirect to https://. Set "
+            "TRUSTED_PROXIES to the proxy that terminates TLS, or use --tls-cert/--tls-key"
+        )
+    if args.workers > 1 and not args.worker_fd:
+        from project.listen import check_shareable
+
+        try:
+            for listener in found:
+                check_shareable(listener)
+        except ListenError as error:
+            print(f"serve.py: {error}", file=sys.stderr)
+            return 2
     if args.workers > 1 and not settings.REDIS_URL:
         print(
             "serve.py: --workers > 1 needs REDIS_URL (the processes share rooms through "
@@ -96,13 +159,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     prepare(args)
-    if args.workers > 1 and args.worker_fd is None:
+    if args.workers > 1 and not args.worker_fd:
         from project.supervisor import run_supervisor
 
-        return run_supervisor(args)
+        return run_supervisor(args, found)
     from project.runner import run_server
 
-    return run_server(args)
+    return run_server(args, found)
+
+
+def _serves_tls(found: list) -> bool:
+    return any(
+        listener.tls is not None or listener.description.lstrip().startswith("ssl:")
+        for listener in found
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_safe
 
 from chat import log
+from chat.accounts import claim_signup, client_ip
 from chat.forms import SignupForm
 from chat.models import Room
 
@@ -57,17 +58,30 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    if settings.CHAT_SIGNUP != "open":
+        # Closed means no form at all, so nothing here can create an account.
+        return render(request, "registration/signup_closed.html", status=403)
     next_url = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         next_url = ""
+    status = 200
     if request.method == "POST":
         form = SignupForm(request.POST)
         if form.is_valid():
-            user = form.save()
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect(next_url or "chat:room_list")
+            # Counted only for a signup that would succeed: a typo in the form costs none.
+            if claim_signup(client_ip(request)):
+                user = form.save()
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                return redirect(next_url or "chat:room_list")
+            form.add_error(
+                None,
+                "Too many accounts were made from your address recently. Try again later.",
+            )
+            status = 429
     else:
         form = SignupForm()
-    return render(request, "registration/signup.html", {"form": form, "next": next_url})
+    return render(
+        request, "registration/signup.html", {"form": form, "next": next_url}, status=status
+    )

@@ -88,6 +88,44 @@ def parse_networks(
     return tuple(networks)
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...], environ=os.environ) -> str:
+    """One of ``choices`` (case-insensitive); unset or blank is ``default``."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+# scheme://host[:port], where host may start with "*." (Django's wildcard for subdomains).
+_ORIGIN_RE = re.compile(
+    r"^(https?)://(\*\.)?([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$"
+)
+
+
+def parse_origins(raw: str, name: str = "DJANGO_CSRF_TRUSTED_ORIGINS") -> list[str]:
+    """Comma-separated origins such as ``https://chat.example.com`` (no path, no query).
+
+    Django compares them with the ``Origin`` header as strings: anything but a bare
+    origin (a trailing slash, a path, a missing scheme) would silently never match.
+    """
+    origins = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        match = _ORIGIN_RE.match(item)
+        if not match or (match.group(4) and not 0 < int(match.group(4)[1:]) < 65536):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an origin such as https://chat.example.com "
+                "(scheme and host, optional port, nothing after it)"
+            )
+        origins.append(item.lower())
+    return origins
+
+
 def load_secret_key(path: Path, environ=os.environ) -> str:
     """``DJANGO_SECRET_KEY``, or a development key generated once into ``path``."""
     key = environ.get("DJANGO_SECRET_KEY", "").strip()

@@ -62,11 +62,13 @@ def migration_lock() -> Iterator[None]:
 
 
 def migrate() -> bool:
-    """Apply migrations; on a fresh install create the lobby (then True)."""
+    """Apply migrations, create cache tables; on a fresh install create the lobby (then True)."""
     from chat.setup import ensure_default_room
 
     with migration_lock():
         call_command("migrate", interactive=False, verbosity=0)
+        # The database cache's table (settings.CACHES "throttle") is not a migration.
+        call_command("createcachetable", verbosity=0)
         return ensure_default_room() is not None
 
 

@@ -1,4 +1,4 @@
-"""One server process: thread pools, the Site, the listening port and graceful shutdown."""
+"""One server process: thread pools, the Site, the listening ports and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import sys
 
 from twisted.internet import defer, task
 from twisted.python import log as twisted_log
+from twisted.python.failure import Failure
 
+from project.listen import Listener, ListenError, adopt, listen, show, tls_of
 from project.logs import FLUSH_INTERVAL, flush_buffered
 from project.server import ParleySite, WSGIThreadPool, build_site
 
@@ -24,9 +26,11 @@ class GracefulShutdown:
     (at most ``grace`` seconds) before it disconnects everything and stops the pools.
     """
 
-    def __init__(self, reactor, port, site: ParleySite, live=None, grace: float = 10.0):
+    def __init__(self, reactor, ports, site: ParleySite, live=None, grace: float = 10.0):
         self.reactor = reactor
-        self.port = port
+        # One listening port, or a list of them that run_server fills once listening
+        # succeeds (so the list itself is kept, not copied).
+        self.ports = ports if isinstance(ports, list) else [ports]
         self.site = site
         self.live = live
         self.grace = grace
@@ -35,7 +39,14 @@ class GracefulShutdown:
     def drain(self):
         logger.info("shutting down: draining for at most %.1fs", self.grace)
         self.site.draining = True
-        yield self.port.stopListening()
+        stopped = yield defer.DeferredList(
+            [defer.maybeDeferred(port.stopListening) for port in self.ports], consumeErrors=True
+        )
+        for ok, result in stopped:
+            # Workers share a UNIX socket's path and each removes it when it stops
+            # listening: all but the first find it gone, which is no fault.
+            if not ok and not result.check(FileNotFoundError):
+                logger.warning("stopping a listener failed: %s", result.getErrorMessage())
         if self.live is not None:
             yield self.live.drain()
         deadline = self.reactor.seconds() + self.grace
@@ -51,7 +62,7 @@ class GracefulShutdown:
         return self.site.in_flight
 
 
-def run_server(args: argparse.Namespace) -> int:
+def run_server(args: argparse.Namespace, found: list[Listener]) -> int:
     from django.conf import settings
     from twisted.internet import reactor
 
@@ -68,22 +79,33 @@ def run_server(args: argparse.Namespace) -> int:
         live_children=live.resources(),
         health_details=live.health,
     )
-    if args.worker_fd is not None:
-        # A worker of --workers: the supervisor's socket, shared by every worker.
-        import socket
-
-        probe = socket.socket(fileno=os.dup(args.worker_fd))
-        family = probe.family
-        probe.close()
-        port = reactor.adoptStreamPort(args.worker_fd, family, site)
-        os.close(args.worker_fd)
-    else:
-        port = reactor.listenTCP(args.port, site, interface=args.host, backlog=1024)
-    address = port.getHost()
+    ports: list = []
+    try:
+        if args.worker_fd:
+            # A worker of --workers: the supervisor's sockets, shared by every worker.
+            for listener, entry in zip(found, args.worker_fd, strict=True):
+                fd, _, tls = entry.partition(":")
+                options = tls_of(listener, args) if tls else None
+                ports.append(adopt(reactor, int(fd), options, site))
+            listening = defer.succeed(list(ports))
+        else:
+            listening = listen(reactor, found, site)
+    except (ListenError, OSError) as error:
+        listening = defer.fail(error)
+    settled: list = []
+    listening.addBoth(settled.append)
+    if settled and isinstance(settled[0], Failure):
+        # Every endpoint Parley knows listens at once (TCP, UNIX, systemd), so a port in
+        # use or a bad path is reported here, before the reactor or any thread starts.
+        print(f"serve.py: {settled[0].getErrorMessage()}", file=sys.stderr, flush=True)
+        return 1
+    if settled:
+        ports[:] = settled[0]
+    exit_code = [0]
     reactor.callWhenRunning(wsgi_pool.start)
     reactor.callWhenRunning(live.start)
     reactor.addSystemEventTrigger("after", "shutdown", live.stop)
-    shutdown = GracefulShutdown(reactor, port, site, live=live, grace=args.grace)
+    shutdown = GracefulShutdown(reactor, ports, site, live=live, grace=args.grace)
     reactor.addSystemEventTrigger("before", "shutdown", shutdown.drain)
     reactor.addSystemEventTrigger("after", "shutdown", wsgi_pool.stop)
     access_flush = task.LoopingCall(flush_buffered)
@@ -91,22 +113,34 @@ def run_server(args: argparse.Namespace) -> int:
     reactor.callWhenRunning(access_flush.start, FLUSH_INTERVAL, now=False)
     reactor.addSystemEventTrigger("after", "shutdown", flush_buffered)
 
-    host = f"[{address.host}]" if ":" in address.host else address.host
-
-    def announce() -> None:
+    def announce(_ignored: object = None) -> None:
         # Said once the reactor runs, when its signal handlers are in place: a SIGTERM
         # that follows this line is always a graceful drain.
-        if args.worker_fd is not None:
+        result = settled[0]
+        if isinstance(result, Failure):
+            # Only an endpoint that listens later than at once (a plugin's) gets here.
+            print(f"serve.py: {result.getErrorMessage()}", file=sys.stderr, flush=True)
+            exit_code[0] = 1
+            reactor.stop()
+            return
+        ports[:] = result
+        if args.worker_fd:
             logger.info("worker %s serving (pid %d)", args.worker_index, os.getpid())
-        else:
-            print(
-                f"Parley is serving on http://{host}:{address.port}/ "
-                f"({args.threads} WSGI threads, DEBUG={'on' if settings.DEBUG else 'off'})\n"
-                "Create an admin with: python manage.py createsuperuser   (then open /admin/)",
-                flush=True,
-            )
+            return
+        print(
+            f"Parley is serving on {' and '.join(show(port) for port in ports)} "
+            f"({args.threads} WSGI threads, DEBUG={'on' if settings.DEBUG else 'off'})\n"
+            "Create an admin with: python manage.py createsuperuser   (then open /admin/)",
+            flush=True,
+        )
 
-    reactor.callWhenRunning(announce)
+    def when_running() -> None:
+        if settled:
+            announce()
+        else:
+            listening.addCallback(announce)
+
+    reactor.callWhenRunning(when_running)
     # Everything built so far (Django, the URL map, the app registry) lives as long as the
     # process: keep it out of the cyclic GC's generations so that collections triggered by
     # the chat's short-lived objects do not walk it again and again.
@@ -115,4 +149,4 @@ def run_server(args: argparse.Namespace) -> int:
     reactor.run()
     logger.info("stopped")
     sys.stdout.flush()
-    return 0
+    return exit_code[0]

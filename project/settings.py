@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 from project.env import (
     env_bool,
+    env_choice,
     env_int,
     env_list,
     load_secret_key,
     parse_networks,
+    parse_origins,
     parse_rate_limit,
 )
 
@@ -29,17 +33,24 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "chat",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    # Inside CsrfViewMiddleware, so that it sees whether the page used a CSRF token.
+    "project.middleware.PrivatePagesMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes requires: it turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -55,6 +66,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chat.accounts.signup_settings",
             ],
         },
     },
@@ -115,7 +127,85 @@ STORAGES = {
 # Behind a trusted proxy the scheme comes from X-Forwarded-Proto; project/server.py only
 # lets that header through from TRUSTED_PROXIES, so believing it here is safe.
 TRUSTED_PROXIES = parse_networks(os.environ.get("TRUSTED_PROXIES", ""))
+# Who may read /metrics (project/server.py); everyone else gets a 404.
+METRICS_ALLOWED = parse_networks(
+    os.environ.get("METRICS_ALLOWED", "127.0.0.0/8,::1"), "METRICS_ALLOWED"
+)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
+CSRF_TRUSTED_ORIGINS = parse_origins(os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", ""))
+
+# PARLEY_HTTPS=1: users reach Parley over HTTPS only (served directly with --tls-cert or
+# through a trusted proxy), so cookies never travel in clear, browsers are told to
+# insist on HTTPS (HSTS), and a page asked for over plain HTTP redirects. /healthz,
+# /metrics and the live transports are Twisted resources that Django's redirect never
+# sees, so a load balancer can still health-check over plain HTTP.
+PARLEY_HTTPS = env_bool("PARLEY_HTTPS", False)
+if PARLEY_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("PARLEY_HSTS_SECONDS", 365 * 24 * 3600)
+    # includeSubDomains covers only names under Parley's own host; preload is a
+    # declaration that has effect once the domain is submitted to the browsers' list.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+# Content-Security-Policy on every Django page (django-csp 4 format). No inline script
+# or style: the pages load chat/static/chat/*.js and *.css, and pass data to scripts in
+# data-* attributes. connect-src 'self' covers ws:/wss: to the same host (CSP Level 3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        **({"upgrade-insecure-requests": True} if PARLEY_HTTPS else {}),
+    }
+}
+
+# Accounts: login lockout (django-axes), signups.
+AUTHENTICATION_BACKENDS = [
+    # Refuses a login while its account or address is locked out, before any password
+    # is checked; then Django's own backend.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# N failures within the window lock the account, and separately the address, for the
+# window; every further attempt during the lock starts it again.
+_LOGIN_LOCKOUT = parse_rate_limit(
+    os.environ.get("CHAT_LOGIN_LOCKOUT", "5/15m"), name="CHAT_LOGIN_LOCKOUT"
+)
+AXES_ENABLED = _LOGIN_LOCKOUT.enabled
+AXES_FAILURE_LIMIT = max(_LOGIN_LOCKOUT.count, 1)
+AXES_COOLOFF_TIME = timedelta(seconds=_LOGIN_LOCKOUT.seconds)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "chat.accounts.client_ip"
+AXES_LOCKOUT_CALLABLE = "chat.accounts.lockout_response"
+# Failed attempts are kept (and shown in the admin) until the window passes; successful
+# logins are already in the access log, so axes does not store a row for each.
+AXES_DISABLE_ACCESS_LOG = True
+CHAT_SIGNUP = env_choice("CHAT_SIGNUP", "open", ("open", "closed"))
+CHAT_SIGNUP_RATE = parse_rate_limit(
+    os.environ.get("CHAT_SIGNUP_RATE", "5/h"), name="CHAT_SIGNUP_RATE"
+)
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Counters that every process and machine must share (signups per address) live in
+    # the database they already share; serve.py creates the table with the migrations.
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "parley_throttle",
+        # Culling drops entries at random: set high enough that live counters never are.
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    },
+}
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
 # Django's own cap on form bodies matches the server's.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES

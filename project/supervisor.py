@@ -1,23 +1,26 @@
 """``serve.py --workers N``: one supervisor, N worker processes on one listening socket.
 
-The supervisor opens the socket once and hands it to every worker (each adopts it into
-its own reactor), so all workers accept on one port with one accept queue: a worker that
-dies or restarts loses no queued connection. The supervisor does not serve; it starts
-workers, restarts one that dies (with a growing delay, so a worker that cannot start does
-not spin), and on SIGTERM/SIGINT forwards SIGTERM to every worker, waits for them to
-drain, and exits 0.
+The supervisor opens each socket once (``project/listen.py``: every ``--endpoint``, or
+``--host``/``--port``) and hands them to every worker (each adopts them into its own
+reactor, wrapping TLS ones itself), so all workers accept on one port with one accept
+queue: a worker that dies or restarts loses no queued connection. The supervisor does
+not serve; it starts workers, restarts one that dies (with a growing delay, so a worker
+that cannot start does not spin), and on SIGTERM/SIGINT forwards SIGTERM to every worker,
+waits for them to drain, and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from project.listen import Listener, ListenError, SharedSocket, open_shared
 
 logger = logging.getLogger("parley.supervisor")
 
@@ -28,30 +31,25 @@ RESTART_MAX_DELAY = 30.0
 SERVE = Path(__file__).resolve().parent.parent / "serve.py"
 
 
-def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    sock.set_inheritable(True)
-    sock.setblocking(False)
-    return sock
+# systemd's socket-activation variables describe the supervisor's descriptors, for the
+# supervisor's pid; a worker has its sockets from --worker-fd and must not see them.
+SYSTEMD_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 
 class Worker:
-    def __init__(self, index: int, command: list[str], fd: int) -> None:
+    def __init__(self, index: int, command: list[str], fds: list[int]) -> None:
         self.index = index
         self.command = command
-        self.fd = fd
+        self.fds = fds
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
         self.delay = 0.5
         self.restart_at: float | None = None
 
     def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
         self.proc = subprocess.Popen(
-            [*self.command, "--worker-index", str(self.index)], pass_fds=[self.fd]
+            [*self.command, "--worker-index", str(self.index)], pass_fds=self.fds, env=env
         )
         self.started = time.monotonic()
         self.restart_at = None
@@ -59,14 +57,14 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, args: argparse.Namespace, sock: socket.socket) -> None:
+    def __init__(self, args: argparse.Namespace, sockets: list[SharedSocket]) -> None:
         self.args = args
-        self.sock = sock
-        command = [
-            sys.executable,
-            str(SERVE),
-            "--worker-fd",
-            str(sock.fileno()),
+        self.sockets = sockets
+        command = [sys.executable, str(SERVE), *_listen_flags(args)]
+        for shared in sockets:
+            fd = shared.sock.fileno()
+            command += ["--worker-fd", f"{fd}:tls" if shared.tls else str(fd)]
+        command += [
             "--threads",
             str(args.threads),
             "--grace",
@@ -74,7 +72,8 @@ class Supervisor:
             "--no-migrate",
             "--no-collectstatic",
         ]
-        self.workers = [Worker(i, command, sock.fileno()) for i in range(args.workers)]
+        fds = [shared.sock.fileno() for shared in sockets]
+        self.workers = [Worker(i, command, fds) for i in range(args.workers)]
         self.stopping = False
 
     def run(self) -> int:
@@ -118,7 +117,8 @@ class Supervisor:
         running = [w.proc for w in self.workers if w.proc is not None and w.proc.poll() is None]
         for proc in running:
             proc.send_signal(signal.SIGTERM)
-        self.sock.close()  # the workers hold their own copies until they stop listening
+        for shared in self.sockets:
+            shared.sock.close()  # the workers hold their own copies until they stop listening
         deadline = time.monotonic() + self.args.grace + 10.0
         for proc in running:
             try:
@@ -127,18 +127,36 @@ class Supervisor:
                 logger.warning("worker pid %d did not stop in time; killing it", proc.pid)
                 proc.kill()
                 proc.wait()
+        for shared in self.sockets:
+            shared.close()  # and remove a UNIX socket's path, release its lock
         logger.info("supervisor: all workers stopped")
         return 0
 
 
-def run_supervisor(args: argparse.Namespace) -> int:
-    sock = listening_socket(args.host, args.port)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
+def _listen_flags(args: argparse.Namespace) -> list[str]:
+    """The flags that say what each listener is, for a worker to rebuild its TLS."""
+    flags = ["--host", args.host, "--port", str(args.port)]
+    for description in args.endpoint or []:
+        flags += ["--endpoint", description]
+    if args.tls_cert:
+        flags += ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key]
+    return flags
+
+
+def run_supervisor(args: argparse.Namespace, found: list[Listener]) -> int:
+    sockets: list[SharedSocket] = []
+    try:
+        for listener in found:
+            sockets.append(open_shared(listener))
+    except ListenError as error:
+        for shared in sockets:
+            shared.close()
+        print(f"serve.py: {error}", file=sys.stderr, flush=True)
+        return 1
     print(
-        f"Parley is serving on http://{shown}:{port}/ ({args.workers} workers, "
-        f"{args.threads} WSGI threads each)\n"
+        f"Parley is serving on {' and '.join(s.shown for s in sockets)} ({args.workers} "
+        f"workers, {args.threads} WSGI threads each)\n"
         "Create an admin with: python manage.py createsuperuser   (then open /admin/)",
         flush=True,
     )
-    return Supervisor(args, sock).run()
+    return Supervisor(args, sockets).run()

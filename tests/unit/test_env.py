@@ -17,10 +17,12 @@ from django.core.exceptions import ImproperlyConfigured
 from chat.live.records import RateLimit
 from project.env import (
     env_bool,
+    env_choice,
     env_int,
     env_list,
     load_secret_key,
     parse_networks,
+    parse_origins,
     parse_rate_limit,
 )
 
@@ -193,6 +195,68 @@ def test_parse_networks_bad_item_is_named(raw, bad):
         ImproperlyConfigured, match=rf"^TRUSTED_PROXIES: {bad!r}".replace("*", r"\*")
     ):
         parse_networks(raw)
+
+
+# env_choice (CHAT_SIGNUP)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("open", "open"), (" CLOSED ", "closed")])
+def test_env_choice_accepts_the_choices_in_any_case(raw, expected):
+    assert env_choice("CHAT_SIGNUP", "open", ("open", "closed"), {"CHAT_SIGNUP": raw}) == expected
+
+
+@pytest.mark.parametrize("environ", [{}, {"CHAT_SIGNUP": ""}, {"CHAT_SIGNUP": "  "}])
+def test_env_choice_unset_or_blank_is_the_default(environ):
+    assert env_choice("CHAT_SIGNUP", "open", ("open", "closed"), environ) == "open"
+
+
+@pytest.mark.parametrize("raw", ["sometimes", "0", "opened", "open,closed", "clo sed", "\x00"])
+def test_env_choice_refuses_anything_else_naming_the_variable(raw):
+    with pytest.raises(ImproperlyConfigured, match=r"CHAT_SIGNUP=.*expected one of open, closed"):
+        env_choice("CHAT_SIGNUP", "open", ("open", "closed"), {"CHAT_SIGNUP": raw})
+
+
+# parse_origins (DJANGO_CSRF_TRUSTED_ORIGINS)
+
+
+def test_parse_origins_bare_origins_ports_wildcards_and_ipv6():
+    raw = " https://Chat.Example.com, http://localhost:8000,https://*.example.org,"
+    raw += "https://[::1]:8443 "
+    assert parse_origins(raw) == [
+        "https://chat.example.com",
+        "http://localhost:8000",
+        "https://*.example.org",
+        "https://[::1]:8443",
+    ]
+
+
+@pytest.mark.parametrize("raw", ["", " , ,"])
+def test_parse_origins_empty_is_none(raw):
+    assert parse_origins(raw) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "chat.example.com",  # no scheme: Django would never match it
+        "https://chat.example.com/",  # trailing slash
+        "https://chat.example.com/path",
+        "https://chat.example.com?x=1",
+        "ftp://chat.example.com",
+        "javascript://x",
+        "https://",
+        "https://a..b",
+        "https://chat.example.com:0",
+        "https://chat.example.com:65536",
+        "https://user@chat.example.com",
+        "https://chat example.com",
+        "https://*",
+        "null",
+    ],
+)
+def test_parse_origins_refuses_what_is_not_an_origin(bad):
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_CSRF_TRUSTED_ORIGINS"):
+        parse_origins(f"https://ok.example.com,{bad}")
 
 
 # load_secret_key
