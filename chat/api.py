@@ -34,11 +34,11 @@ def _method_not_allowed() -> JsonResponse:
     return response
 
 
-def parse_positive_int(raw: str | None, name: str, maximum: int) -> int | None:
-    """``raw`` as an integer in 1..maximum; None when absent; ValueError otherwise."""
+def query_int(raw: str | None, name: str) -> int | None:
+    """``raw`` as a non-negative integer; None when absent; ValueError otherwise."""
     if raw is None:
         return None
-    return parse_int(raw, name, minimum=1, maximum=maximum)
+    return parse_int(raw, name, minimum=0, maximum=MAX_SEQ)
 
 
 # The API only reads, so CSRF protection buys nothing here; exempting it lets a POST get
@@ -65,20 +65,19 @@ def messages(request: HttpRequest, slug: str) -> JsonResponse:
     ``deleted`` events; a deleted message has ``"body": ""`` and ``"deleted": true``.
     ``has_more`` says whether older events exist before the first one returned.
 
-    ``before`` and ``limit`` must be positive integers; a ``limit`` over 200 is a 400
-    ``bad_request`` rather than silently clamped, so a client never mistakes a short page
-    for the end of the log. Unknown room: 404; a private room the user may not read
-    (anonymous included): 403.
+    ``before`` and ``limit`` must be non-negative integers (anything else is a 400);
+    PROTOCOL.md: a ``limit`` above 200 is treated as 200, so a client asking for more
+    gets a full page and ``has_more`` tells it whether to ask again. Unknown room: 404; a
+    private room the user may not read (anonymous included): 403.
     """
     if request.method not in _SAFE_METHODS:
         return _method_not_allowed()
     try:
-        before = parse_positive_int(request.GET.get("before"), "before", MAX_SEQ)
-        limit = parse_positive_int(request.GET.get("limit"), "limit", MAX_LIMIT)
+        before = query_int(request.GET.get("before"), "before")
+        limit = query_int(request.GET.get("limit"), "limit")
     except ValueError as exc:
         return error(ErrorCode.BAD_REQUEST, str(exc))
-    if limit is None:
-        limit = DEFAULT_LIMIT
+    limit = DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)
 
     room = Room.objects.filter(slug=slug).first()
     if room is None:
