@@ -10,13 +10,14 @@ import time
 from django.conf import settings
 from twisted.web.server import Request
 
+from chat.live.records import ErrorCode, error_body
 from project import metrics
 
 # Headers that describe the client as seen by a proxy; only a trusted proxy may set them.
 FORWARDED_HEADERS = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host")
 
 _TOO_LARGE_BODY = json.dumps(
-    {"error": {"code": "too_large", "detail": "The request body is too large."}}
+    error_body(ErrorCode.TOO_LARGE, "The request body is too large.")
 ).encode()
 
 
