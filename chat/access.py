@@ -15,6 +15,10 @@ only by id; ``user_id_of`` turns a Django user into one. A room is anything with
 ``is_public`` and ``is_archived``: a ``Room`` row or the live side's ``RoomInfo``. The
 batch forms answer many (room, user) pairs with one membership query, which is what the
 log's group commit needs; the single forms are the batch forms of one pair.
+
+``current_readers`` is the rule as it applies to a connection that is already open
+(PROTOCOL.md "Losing access"): live chat re-authorizes its connections with it whenever
+something the rule depends on changes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from chat.models import Room
@@ -34,6 +39,11 @@ class RoomLike(Protocol):
 
 
 Pair = tuple[int, int | None]  # (room id, user id or None for anonymous)
+
+# User ids in one query of ``current_readers``: a check of every live connection of a
+# process can name tens of thousands of users, past what one statement may carry
+# (SQLite's limit on parameters is 32,766; PostgreSQL's 65,535).
+_IDS_PER_QUERY = 1000
 
 
 def user_id_of(user: object) -> int | None:
@@ -70,6 +80,29 @@ def may_read(room: RoomLike, user_id: int | None) -> bool:
 def may_post(room: RoomLike, user_id: int | None) -> bool:
     """Archival included: an archived room is read-only for everyone."""
     return (room.id, user_id) in posters([(room, user_id)])
+
+
+def current_readers(pairs: Iterable[tuple[RoomLike, int | None]]) -> set[Pair]:
+    """``readers``, for connections already open: a signed-in user counts only while their
+    account can still sign in (it exists and is active). A deactivated or deleted
+    account's sessions no longer sign it in (Django's ModelBackend), so the connections
+    it opened must end as its next request would be refused.
+    """
+    pairs = list(pairs)
+    user_ids = sorted({user_id for _, user_id in pairs if user_id is not None})
+    users = get_user_model()._default_manager
+    has_active = any(f.name == "is_active" for f in get_user_model()._meta.get_fields())
+    signed_in: set[int] = set()
+    for start in range(0, len(user_ids), _IDS_PER_QUERY):
+        found = users.filter(pk__in=user_ids[start : start + _IDS_PER_QUERY])
+        if has_active:
+            found = found.filter(is_active=True)
+        signed_in.update(found.values_list("pk", flat=True))
+    valid = [(room, user_id) for room, user_id in pairs if user_id is None or user_id in signed_in]
+    allowed: set[Pair] = set()
+    for start in range(0, len(valid), _IDS_PER_QUERY):
+        allowed |= readers(valid[start : start + _IDS_PER_QUERY])
+    return allowed
 
 
 def visible_rooms(rooms: QuerySet[Room], user_id: int | None) -> QuerySet[Room]:

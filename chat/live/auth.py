@@ -2,7 +2,9 @@
 
 - ``Authorizer`` resolves the Django session cookie to a user and checks room access on
   the store's thread pool (never on the reactor), caching the answer briefly because a
-  reconnect storm would otherwise turn into a storm of session queries.
+  reconnect storm would otherwise turn into a storm of session queries. Every access
+  change the hub hears of (chat/live/publish.py ``AccessChange``, from this process or
+  another) makes the answers it concerns stale at once, cached or still being read.
 - ``origin_allowed`` is the cross-site WebSocket hijacking check: a browser always sends
   ``Origin``, and a page of another origin (another site, or another port or scheme of
   this host) must not ride on our user's cookie.
@@ -20,59 +22,184 @@ from collections.abc import Iterable
 from django.http.request import split_domain_port, validate_host
 from twisted.internet import defer
 
+from chat.live.publish import ACCOUNTS, ROOM, SESSION, AccessChange
 from chat.live.records import Access, UserInfo
+from chat.live.store import StoreUnavailable
 from chat.live.wire import parse_int
 
 # A session's user and a room's access are re-read at most this often per (session,
-# room). Short, so that a logout, a removal from a private room or an archival takes
-# effect on the next connection within seconds; sends re-check inside the append.
+# room): a reconnect storm costs one read per session and room, not one per attempt. A
+# change of access does not wait for it: the change's notice makes the answers it
+# concerns stale at once (``Authorizer.invalidate``), in every process. The time only
+# bounds what no notice reports (a session that expired by itself).
 AUTH_CACHE_SECONDS = 5.0
 AUTH_CACHE_SIZE = 10_000
+# Reads of one answer in a row that a change overtook (it was heard while the read ran,
+# which may have seen the database before the change committed). Changes of one room,
+# account or session come at the pace of people; three in a row within one read each is
+# churn, and then the connection is answered `unavailable` (it retries): admitting it on
+# an answer that may predate the change could leave it open after access was lost.
+MAX_RESOLVES = 3
+# Sessions that ended (logout), remembered so that a connection made with one is
+# anonymous even before the session's row is gone: the notice is sent from the logout
+# itself, a moment before Django deletes the session. Session keys are random and never
+# reused, so forgetting the oldest past this bound only matters for a session that
+# Django failed to delete.
+ENDED_SESSIONS = 10_000
+
+
+class _Entry:
+    __slots__ = ("access", "at", "tick")
+
+    def __init__(self, at: float, tick: int, access: Access) -> None:
+        self.at = at  # when it was read
+        self.tick = tick  # changes heard when its read started
+        self.access = access
 
 
 class Authorizer:
     def __init__(self, store, clock=time.monotonic) -> None:
         self.store = store
         self.clock = clock
-        self._cache: OrderedDict[tuple[str, str], tuple[float, Access]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        # Changes are numbered as they are heard. An answer whose read started at tick T
+        # is stale once a change of its room, its user or its session has a tick above
+        # T. Each map keeps, per key, (tick, time) of its latest change, oldest first; a
+        # change older than AUTH_CACHE_SECONDS is forgotten (every answer cached before it
+        # has expired by then) unless a read that started before it is still running.
+        self._tick = 0
+        self._everything = 0  # the tick of a change of everything (the bus was away)
+        self._rooms: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._users: OrderedDict[int, tuple[int, float]] = OrderedDict()
+        self._sessions: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._reading: dict[int, int] = {}  # tick at start -> reads started then, running
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
     def access(self, session_key: str | None, slug: str) -> defer.Deferred[Access]:
         key = (session_key or "", slug)
         hit = self._cache.get(key)
-        now = self.clock()
-        if hit is not None and now - hit[0] < AUTH_CACHE_SECONDS:
-            return defer.succeed(hit[1])
+        if (
+            hit is not None
+            and self.clock() - hit.at < AUTH_CACHE_SECONDS
+            and self._current(hit.tick, session_key, slug, hit.access)
+        ):
+            return defer.succeed(hit.access)
+        return self._read(key, session_key, slug, 1)
 
-        def remember(access: Access) -> Access:
-            self._cache[key] = (self.clock(), access)
+    def _read(
+        self, key: tuple[str, str], session_key: str | None, slug: str, attempt: int
+    ) -> defer.Deferred[Access]:
+        start = self._tick
+        self._reading[start] = self._reading.get(start, 0) + 1
+        ended = session_key is not None and session_key in self._ended
+        d = self.store.run(_resolve_access, None if ended else session_key, slug)
+
+        def finished(result):
+            left = self._reading[start] - 1
+            if left:
+                self._reading[start] = left
+            else:
+                del self._reading[start]
+            return result
+
+        def answered(access: Access):
+            if not self._current(start, session_key, slug, access):
+                if attempt >= MAX_RESOLVES:
+                    raise StoreUnavailable(f"access to {slug} kept changing while read")
+                return self._read(key, session_key, slug, attempt + 1)
+            self._cache[key] = _Entry(self.clock(), start, access)
             self._cache.move_to_end(key)
             while len(self._cache) > AUTH_CACHE_SIZE:
                 self._cache.popitem(last=False)
             return access
 
-        return self.store.run(_resolve_access, session_key, slug).addCallback(remember)
+        return d.addBoth(finished).addCallback(answered)
+
+    def _current(self, tick: int, session_key: str | None, slug: str, access: Access) -> bool:
+        """Whether an answer read from ``tick`` on has been overtaken by no change."""
+        if self._everything > tick:
+            return False
+        changed = self._rooms.get(slug)
+        if changed is not None and changed[0] > tick:
+            return False
+        if access.user is not None:
+            changed = self._users.get(access.user.id)
+            if changed is not None and changed[0] > tick:
+                return False
+        if session_key:
+            changed = self._sessions.get(session_key)
+            if changed is not None and changed[0] > tick:
+                return False
+        return True
+
+    # -- changes -------------------------------------------------------------------
+
+    def invalidate(self, change: AccessChange) -> None:
+        """``change`` committed: the answers it concerns are stale, cached or being read."""
+        self._tick += 1
+        mark = (self._tick, self.clock())
+        if change.kind == ROOM and change.room is not None:
+            _mark(self._rooms, change.room, mark)
+        elif change.kind == ACCOUNTS:
+            for user_id in change.users or ():
+                _mark(self._users, user_id, mark)
+        elif change.kind == SESSION and change.session:
+            _mark(self._sessions, change.session, mark)
+            self._ended[change.session] = None
+            self._ended.move_to_end(change.session)
+            while len(self._ended) > ENDED_SESSIONS:
+                self._ended.popitem(last=False)
+        self._prune()
+
+    def invalidate_everything(self) -> None:
+        """Changes may have been missed (the bus was away): every answer is stale."""
+        self._tick += 1
+        self._everything = self._tick
+        self._cache.clear()
+
+    def _prune(self) -> None:
+        # A change must be kept while a cached answer may predate it (AUTH_CACHE_SECONDS)
+        # and while a read that started before it runs; the maps hold only the changes
+        # of the last few seconds, however many there were before.
+        expired = self.clock() - AUTH_CACHE_SECONDS
+        oldest_read = min(self._reading, default=self._tick)
+        for changes in (self._rooms, self._users, self._sessions):
+            while changes:
+                tick, at = next(iter(changes.values()))
+                if at >= expired or tick > oldest_read:
+                    break
+                changes.popitem(last=False)
 
 
-def _resolve_access(session_key: str | None, slug: str) -> Access:
-    """Runs in a store thread: the same checks Django's views make."""
+def _mark(changes: OrderedDict, key, mark: tuple[int, float]) -> None:
+    changes[key] = mark
+    changes.move_to_end(key)
+
+
+def session_user(session_key: str) -> UserInfo | None:
+    """Runs in a store thread: the user ``session_key`` signs in now, as Django's
+    AuthenticationMiddleware would decide (None: nobody, or an ended session)."""
+    from importlib import import_module
+
     from django.conf import settings
     from django.contrib.auth import get_user
     from django.http import HttpRequest
 
+    engine = import_module(settings.SESSION_ENGINE)
+    request = HttpRequest()
+    request.session = engine.SessionStore(session_key)
+    user = get_user(request)  # verifies the session hash, as AuthenticationMiddleware
+    if not user.is_authenticated:
+        return None
+    return UserInfo(user.pk, user.get_username())
+
+
+def _resolve_access(session_key: str | None, slug: str) -> Access:
+    """Runs in a store thread: the same checks Django's views make."""
     from chat import access
     from chat.live.store import _room_info
 
-    user_info = None
-    user = None
-    if session_key:
-        from importlib import import_module
-
-        engine = import_module(settings.SESSION_ENGINE)
-        request = HttpRequest()
-        request.session = engine.SessionStore(session_key)
-        user = get_user(request)  # verifies the session hash, as AuthenticationMiddleware
-        if user.is_authenticated:
-            user_info = UserInfo(user.pk, user.get_username())
+    user_info = session_user(session_key) if session_key else None
     room = _room_info(slug)
     if room is None:
         return Access(None, user_info, False)
@@ -164,7 +291,9 @@ def _trusted_match(origin: Origin, entry: str) -> bool:
 
 def csrf_token_valid(cookie_secret: str | None, header_token: str | None) -> bool:
     """Django's rule: the X-CSRFToken header matches the csrftoken cookie."""
-    from django.middleware.csrf import InvalidTokenFormat, _check_token_format, _does_token_match
+    from chat.live.compat import CsrfTokenFormatError as InvalidTokenFormat
+    from chat.live.compat import csrf_check_format as _check_token_format
+    from chat.live.compat import csrf_token_matches as _does_token_match
 
     if not cookie_secret or not header_token:
         return False

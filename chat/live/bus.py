@@ -7,7 +7,9 @@ and gives them to the hub in its constructor.
 
 - ``EventBus``: committed durable events, to the other processes. It only carries events
   that are already committed; order and exactly-once delivery are the room's job, so a
-  bus may deliver late, twice or out of order without breaking a guarantee.
+  bus may deliver late, twice or out of order without breaking a guarantee. It also
+  carries access changes (chat/live/publish.py ``AccessChange``): the hub re-checks the
+  connections a change concerns, so a change heard twice costs a read and nothing else.
 - ``PresenceStore``: this process's users of each room, for the others, and theirs, for
   this one.
 - ``SendCounter``: a per-user count of sends in every process, which
@@ -25,14 +27,19 @@ from typing import Protocol
 from twisted.internet import defer
 
 from chat.live.events import OutboundEvent
+from chat.live.publish import AccessChange
 
 
 class BusListener(Protocol):
     def deliver(self, event: OutboundEvent) -> None:
         """A durable event committed by another process (any order, possibly repeated)."""
 
+    def access_changed(self, change: AccessChange) -> None:
+        """An access change committed by another process."""
+
     def bus_reconnected(self) -> None:
-        """The bus was away and may have dropped events: read them from the database."""
+        """The bus was away and may have dropped events and access changes: read them
+        from the database."""
 
 
 class EventBus(Protocol):
@@ -42,6 +49,11 @@ class EventBus(Protocol):
 
     def publish(self, event: OutboundEvent) -> None:
         """A committed event of this process, for the others (this one has it already)."""
+
+    def announce(self, change: AccessChange) -> None:
+        """An access change committed in this process, for every other process (this one
+        has applied it already). Every process hears every change, whichever rooms it
+        follows: its Authorizer may hold answers about rooms it has no live room for."""
 
     def follow(self, slug: str) -> None:
         """This process has a live room ``slug``: send its events here."""
@@ -90,6 +102,9 @@ class LocalBus:
 
     def publish(self, event: OutboundEvent) -> None:
         pass
+
+    def announce(self, change: AccessChange) -> None:
+        pass  # the hub applied it here (RoomHub.announce), and there is no one else
 
     def follow(self, slug: str) -> None:
         pass

@@ -2,7 +2,8 @@
 
 A room's fan-out writes the same bytes to every subscriber: the JSON text is made once
 per event, and the WebSocket frame and the SSE chunk are made the first time a
-subscriber of that transport needs them and cached on the event.
+subscriber of that transport needs them and cached on the event. A long-poll answer is
+those JSON texts joined, never serialized again.
 """
 
 from __future__ import annotations
@@ -67,3 +68,12 @@ class OutboundEvent:
 def encode(event: dict) -> bytes:
     """Compact JSON for one-off frames (hello, ack, error)."""
     return _dumps(event).encode()
+
+
+def longpoll_body(events: list[OutboundEvent], last_seq: int) -> bytes:
+    """A long-poll answer, made of each event's JSON text as it already is."""
+    return (
+        b'{"events":['
+        + b",".join(event.data for event in events)
+        + b'],"last_seq":%d}' % (last_seq)
+    )

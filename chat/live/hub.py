@@ -5,60 +5,31 @@ presence (chat/live/presence.py); the hub loads rooms on demand, follows them on
 event bus and the presence store while they are live, forgets them once idle, and takes
 every send: validation, the rate limit, the store's append, then delivery here and
 publication to the other processes.
+
+It also ends access that was lost (PROTOCOL.md "Losing access"): changes heard from
+Django code or the bus go to its ``AccessWatch`` (chat/live/access_watch.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from functools import partial
 
 from twisted.internet import defer
 
+from chat.live.access_watch import AccessWatch
 from chat.live.bus import EventBus, PresenceStore
 from chat.live.events import OutboundEvent
 from chat.live.limits import LiveLimits
-from chat.live.ratelimit import RateLimiter
+from chat.live.publish import AccessChange
+from chat.live.ratelimit import RateLimiter, RecentAcks
 from chat.live.records import ErrorCode, RoomInfo, SendRequest, SendResult, UserInfo
 from chat.live.room import LiveRoom, PollAnswer, Subscriber
 from chat.live.store import Store, StoreUnavailable
 from chat.live.validation import check_body, check_client_id
 
 logger = logging.getLogger(__name__)
-
-
-class RecentAcks:
-    """(room, user id, client_id) -> seq of the sends this process acked lately (LRU).
-
-    A resend of a stored client_id is answered with its original seq and does not count
-    against the rate limit (PROTOCOL.md), but only the database knows every stored
-    client_id. Asking it for each write over the limit made a flood of refused writes
-    cost a database read each, which slowed everyone's sends to 0.5 s (issue 9). Over
-    the limit the hub asks this map instead, and nothing else: the trade-off is that a
-    resend of a send this process did not ack lately (acked by another process, before a
-    restart, or evicted) is refused as `rate_limited` with `retry_after` while its user
-    is over the limit; once under it, the resend reaches the store and gets its seq.
-    Nothing is lost or stored twice either way, and a hit only tells a user the seq of
-    their own earlier send. Bounded by ``LiveLimits.recent_acks``.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._seqs: OrderedDict[tuple[str, int, str], int] = OrderedDict()
-
-    def get(self, room: str, user_id: int, client_id: str) -> int | None:
-        return self._seqs.get((room, user_id, client_id))
-
-    def remember(self, room: str, user_id: int, client_id: str, seq: int) -> None:
-        key = (room, user_id, client_id)
-        self._seqs[key] = seq
-        self._seqs.move_to_end(key)
-        while len(self._seqs) > self.size:
-            self._seqs.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._seqs)
 
 
 class RoomHub:
@@ -74,6 +45,7 @@ class RoomHub:
         rate_limiter: RateLimiter,
         max_message_chars: int,
         limits: LiveLimits | None = None,
+        authorizer=None,
     ) -> None:
         self.reactor = reactor
         self.store = store
@@ -86,6 +58,9 @@ class RoomHub:
         self.acks = RecentAcks(self.limits.recent_acks)
         self._loading: dict[str, list[defer.Deferred]] = {}
         self._idle: dict[str, object] = {}  # slug -> IDelayedCall; at most one per room
+        # Told of every access change, to make its answers stale (chat/live/auth.py).
+        self.authorizer = authorizer
+        self.access = AccessWatch(reactor, store, self.rooms, authorizer, self._forget)
 
     # -- the registry ----------------------------------------------------------------
 
@@ -129,6 +104,7 @@ class RoomHub:
         self._schedule_idle(room)
         for d in waiting:
             d.callback(room)
+        self.access.room_loaded(room.slug)
 
     def _load_failed(self, failure, room: LiveRoom) -> None:
         waiting = self._loading.pop(room.slug, [])
@@ -144,6 +120,7 @@ class RoomHub:
             room.close()
             self.bus.unfollow(room.slug)
             self.presence.forget(room.slug)
+            self.access.room_forgotten(room.slug)
 
     def _schedule_idle(self, room: LiveRoom) -> None:
         self._cancel_idle(room)
@@ -171,7 +148,10 @@ class RoomHub:
             room.receive(event)
 
     def bus_reconnected(self) -> None:
-        """The bus may have dropped events while it was away: compare with the database."""
+        """The bus may have dropped events and access changes while it was away: compare
+        with the database, and trust no answer read before."""
+        if self.authorizer is not None:
+            self.authorizer.invalidate_everything()
         self.check_rooms()
 
     def set_remote_presence(self, slug: str, users: frozenset[str]) -> None:
@@ -200,6 +180,19 @@ class RoomHub:
 
         d = self.store.last_seqs(slugs)
         d.addCallbacks(compare, lambda f: logger.warning("room check failed: %s", f.value))
+        self.access.check_all()
+
+    # -- access (PROTOCOL.md "Losing access") -------------------------------------------
+
+    def announce(self, change: AccessChange) -> None:
+        """A change committed by Django code in this process: applied here at once, then
+        handed to the bus for the other processes (as ``publish`` does with events)."""
+        self.access.changed(change)
+        self.bus.announce(change)
+
+    def access_changed(self, change: AccessChange) -> None:
+        """A committed change from another process (BusListener)."""
+        self.access.changed(change)
 
     # -- connections -----------------------------------------------------------------
 
@@ -212,11 +205,20 @@ class RoomHub:
         room.unsubscribe(subscriber)
 
     def poll(
-        self, room: LiveRoom, since: int | None, timeout: float, user: UserInfo | None
+        self,
+        room: LiveRoom,
+        since: int | None,
+        timeout: float,
+        user: UserInfo | None,
+        session_key: str | None = None,
     ) -> defer.Deferred[PollAnswer]:
-        """Events with seq > ``since`` at once, or wait up to ``timeout`` for the next."""
+        """Events with seq > ``since`` at once, or wait up to ``timeout`` for the next.
+
+        A wait fails with ``room.AccessRevoked`` if the user loses access meanwhile
+        (``session_key``: the session the poll came with, so that a logout ends it).
+        """
         self._cancel_idle(room)
-        return room.poll(since, timeout, user)
+        return room.poll(since, timeout, user, session_key)
 
     def typing(self, room: LiveRoom, sender: Subscriber) -> None:
         room.typing(sender)

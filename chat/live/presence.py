@@ -43,6 +43,9 @@ class RoomPresence:
         self._lease_ended = lease_ended  # the room may be empty now
         self.counts: dict[str, int] = {}  # username -> connections and leases here
         self.leases: dict[str, object] = {}  # username -> IDelayedCall (long-poll)
+        # username -> user id of each lease, so that a lease ends with its user's access
+        # (PROTOCOL.md "Losing access"); as bounded as ``leases``.
+        self.lease_ids: dict[str, int] = {}
         self.remote: frozenset[str] = frozenset()
         self._event: OutboundEvent | None = None  # the current list, until it changes
         self._sent: list[str] = []  # the list of the last broadcast
@@ -80,8 +83,10 @@ class RoomPresence:
         if subscriber.user is not None:
             self._release(subscriber.user.username)
 
-    def lease(self, username: str, seconds: float) -> None:
+    def lease(self, username: str, seconds: float, user_id: int | None = None) -> None:
         """Long-poll users are present while they keep polling, not only mid-request."""
+        if user_id is not None:
+            self.lease_ids[username] = user_id
         timer = self.leases.get(username)
         if timer is not None and timer.active():
             timer.reset(seconds)
@@ -89,11 +94,24 @@ class RoomPresence:
 
         def expire() -> None:
             self.leases.pop(username, None)
+            self.lease_ids.pop(username, None)
             self._release(username)
             self._lease_ended()
 
         self.leases[username] = self.clock.callLater(seconds, expire)
         self._add(username)
+
+    def end_lease(self, username: str) -> None:
+        """The user lost access to the room: they are not present until they are let in
+        again, however long their last poll's lease had to run."""
+        timer = self.leases.pop(username, None)
+        self.lease_ids.pop(username, None)
+        if timer is None:
+            return
+        if timer.active():
+            timer.cancel()
+        self._release(username)
+        self._lease_ended()
 
     def set_remote(self, users: frozenset[str]) -> None:
         """The users other processes have in this room (from the presence store)."""
@@ -171,6 +189,7 @@ class RoomPresence:
             if timer.active():
                 timer.cancel()
         self.leases.clear()
+        self.lease_ids.clear()
 
     def _cancel_flush(self) -> None:
         if self._flush_timer is not None and self._flush_timer.active():

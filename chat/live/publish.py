@@ -1,32 +1,109 @@
 """The thread-safe door from Django code (WSGI threads) into the live hub.
 
 Django code never touches the hub directly: the hub lives on the reactor thread and is
-not thread-safe. The server installs a sink at start-up; ``publish_committed`` hands an
-already committed event to it through ``reactor.callFromThread``. In a process with no
-reactor (``manage.py shell``, a management command) nothing is installed and the event
-only reaches live clients when they next resume from the log, which they do with no gap.
+not thread-safe. The server installs sinks at start-up, and two things go through them
+with ``reactor.callFromThread``:
+
+- ``publish_committed(event)``: an already committed durable event (the admin's delete);
+- ``announce_access(change)``: something that access to live rooms depends on has
+  changed (PROTOCOL.md "Losing access"; chat/signals.py makes these after the commit):
+  the hub re-authorizes the connections it concerns, here and, through the bus, in
+  every other process.
+
+In a process with no reactor (``manage.py shell``, a management command) nothing is
+installed. Its events reach live clients when they next resume from the log (and the
+servers' periodic room check reads them within 5 s). Its access changes reach live
+clients through the same periodic check, which re-authorizes every live connection of
+every server process against the database (chat/live/access_watch.py ``check_all``): within
+5 s, not 1 s, and a logout cannot happen there. No synchronous Redis client is added to
+shorten that: a reactorless process would need one only for this.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
 _sink: Callable[[dict], None] | None = None
+_access_sink: Callable[[AccessChange], None] | None = None
 _call_from_thread: Callable[..., None] | None = None
 
+ROOM = "room"
+ACCOUNTS = "accounts"
+SESSION = "session"
 
-def install(call_from_thread: Callable[..., None], sink: Callable[[dict], None]) -> None:
-    """Called once by the server: ``sink(event)`` will run on the reactor thread."""
-    global _sink, _call_from_thread
-    _sink, _call_from_thread = sink, call_from_thread
+
+@dataclass(frozen=True, slots=True)
+class AccessChange:
+    """One change of what access to live rooms depends on. Plain data: it crosses
+    threads here and processes on the bus (``as_json``/``from_json``).
+
+    - ``room``: the room ``room``'s access changed for ``users`` (None: for everyone):
+      members added or removed, the room made private or public, archived, deleted.
+    - ``accounts``: the accounts ``users`` changed (deactivated, deleted, password
+      changed, which signs out their other sessions): their connections to every room.
+    - ``session``: the session ``session`` ended (logout): the connections opened with
+      it end; ``users`` is its user, for the transports that do not tell their session.
+    """
+
+    kind: str
+    room: str | None = None
+    users: tuple[int, ...] | None = None
+    session: str | None = None
+
+    @classmethod
+    def room_changed(cls, slug: str, users: tuple[int, ...] | None = None) -> AccessChange:
+        return cls(ROOM, room=slug, users=None if users is None else tuple(sorted(users)))
+
+    @classmethod
+    def accounts_changed(cls, users: tuple[int, ...]) -> AccessChange:
+        return cls(ACCOUNTS, users=tuple(sorted(users)))
+
+    @classmethod
+    def session_ended(cls, session: str, user: int | None) -> AccessChange:
+        return cls(SESSION, session=session, users=None if user is None else (user,))
+
+    def as_json(self) -> dict:
+        users = None if self.users is None else list(self.users)
+        return {"kind": self.kind, "room": self.room, "users": users, "session": self.session}
+
+    @classmethod
+    def from_json(cls, data: object) -> AccessChange | None:
+        """The change ``data`` describes, or None when it is not a well-formed one."""
+        if not isinstance(data, dict):
+            return None
+        kind, room, users, session = (data.get(k) for k in ("kind", "room", "users", "session"))
+        if users is not None:
+            # bool is an int, and no user id is a bool.
+            if not isinstance(users, list) or not all(type(u) is int for u in users):
+                return None
+            users = tuple(users)
+        if kind == ROOM and isinstance(room, str):
+            return cls.room_changed(room, users)
+        if kind == ACCOUNTS and users:
+            return cls.accounts_changed(users)
+        if kind == SESSION and isinstance(session, str) and session:
+            return cls(SESSION, session=session, users=users[:1] if users else None)
+        return None
+
+
+def install(
+    call_from_thread: Callable[..., None],
+    sink: Callable[[dict], None],
+    access_sink: Callable[[AccessChange], None] | None = None,
+) -> None:
+    """Called once by the server: ``sink(event)`` and ``access_sink(change)`` will run on
+    the reactor thread."""
+    global _sink, _access_sink, _call_from_thread
+    _sink, _access_sink, _call_from_thread = sink, access_sink, call_from_thread
 
 
 def uninstall() -> None:
-    global _sink, _call_from_thread
-    _sink = _call_from_thread = None
+    global _sink, _access_sink, _call_from_thread
+    _sink = _access_sink = _call_from_thread = None
 
 
 def publish_committed(event: dict) -> None:
@@ -35,3 +112,14 @@ def publish_committed(event: dict) -> None:
         logger.info("no live hub in this process; %s reaches clients on resume", event)
         return
     _call_from_thread(_sink, event)
+
+
+def announce_access(change: AccessChange) -> None:
+    """Tell the live hub of every process that ``change`` was committed (any thread)."""
+    if _access_sink is None or _call_from_thread is None:
+        logger.info(
+            "no live hub in this process; %s reaches live clients at the servers' next room check",
+            change,
+        )
+        return
+    _call_from_thread(_access_sink, change)

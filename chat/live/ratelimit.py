@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from chat.live.records import RateLimit
@@ -149,3 +150,36 @@ class SharedRateLimiter(RateLimiter):
 
 def _tenths(seconds: float) -> float:
     return max(0.1, math.ceil(seconds * 10) / 10)
+
+
+class RecentAcks:
+    """(room, user id, client_id) -> seq of the sends this process acked lately (LRU).
+
+    A resend of a stored client_id is answered with its original seq and does not count
+    against the rate limit (PROTOCOL.md), but only the database knows every stored
+    client_id. Asking it for each write over the limit made a flood of refused writes
+    cost a database read each, which slowed everyone's sends to 0.5 s (issue 9). Over
+    the limit the hub asks this map instead, and nothing else: the trade-off is that a
+    resend of a send this process did not ack lately (acked by another process, before a
+    restart, or evicted) is refused as `rate_limited` with `retry_after` while its user
+    is over the limit; once under it, the resend reaches the store and gets its seq.
+    Nothing is lost or stored twice either way, and a hit only tells a user the seq of
+    their own earlier send. Bounded by ``LiveLimits.recent_acks``.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._seqs: OrderedDict[tuple[str, int, str], int] = OrderedDict()
+
+    def get(self, room: str, user_id: int, client_id: str) -> int | None:
+        return self._seqs.get((room, user_id, client_id))
+
+    def remember(self, room: str, user_id: int, client_id: str, seq: int) -> None:
+        key = (room, user_id, client_id)
+        self._seqs[key] = seq
+        self._seqs.move_to_end(key)
+        while len(self._seqs) > self.size:
+            self._seqs.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._seqs)

@@ -12,6 +12,13 @@ connection) is down is read back from the database by the hub's catch-up, which 
 when the subscription comes back (``BusListener.bus_reconnected``) and periodically for
 every live room (LiveService).
 
+Access changes (chat/live/publish.py ``AccessChange``) go on one channel that every
+process subscribes to, ``<prefix>:access``, not on the rooms' channels: a change must
+reach the Authorizer of every process, and a process caches answers about rooms it holds
+no live room for (a refused connection, a long-poll POST). A process ignores its own
+(its hub applied them at once). What a process misses while disconnected is found by
+the hub's re-authorization at reconnect, which also makes every cached answer stale.
+
 Presence: each process keeps its users of a room in one field of the hash
 ``<prefix>:presence:<slug>``, stamped with the time; a change is announced on the room's
 channel and the others re-read the hash. Fields are rewritten every ``PRESENCE_REFRESH``
@@ -27,6 +34,7 @@ import os
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from urllib.parse import unquote, urlsplit
@@ -39,6 +47,7 @@ from twisted.internet.protocol import Factory
 
 from chat.live.bus import BusListener, PresenceListener
 from chat.live.events import OutboundEvent
+from chat.live.publish import AccessChange
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,12 @@ logger = logging.getLogger(__name__)
 PRESENCE_REFRESH = 10.0
 PRESENCE_TTL = 30.0
 PRESENCE_SYNC = "presence_sync"  # a note on a room channel; never sent to clients
+ACCESS_CHANGE = "access_change"  # a note on the access channel; never sent to clients
+# Access changes announced while the command connection is down, published once it is
+# back. Changes come at the pace of people, so this is minutes of them; past it the
+# oldest are dropped, and the other processes' room checks still find the room and
+# account changes among them (only a logout's would be missed).
+MAX_UNSENT_CHANGES = 1000
 
 
 class RedisLink:
@@ -79,6 +94,10 @@ class RedisLink:
     def room_channel(self, slug: str) -> str:
         return f"{self.prefix}:room:{slug}"
 
+    @property
+    def access_channel(self) -> str:
+        return f"{self.prefix}:access"
+
     def start(self, bus: RedisEventBus) -> None:
         self._bus = bus
         endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=5)
@@ -106,8 +125,11 @@ class RedisLink:
     def _ready(self, role: str, proto) -> None:
         logger.info("redis bus: %s connected to %s:%s", role, self.host, self.port)
         setattr(self, role, proto)
-        if role == "pubsub" and self._bus is not None:
-            self._bus.connected(proto)
+        if self._bus is not None:
+            if role == "pubsub":
+                self._bus.connected(proto)
+            else:
+                self._bus.commands_ready()
 
     def _lost(self, role: str, proto) -> None:
         if getattr(self, role) is proto:
@@ -120,7 +142,8 @@ class RedisLink:
 
 
 class RedisEventBus:
-    """Committed events on one channel per room; presence notes ride the same channels.
+    """Committed events on one channel per room; presence notes ride the same channels;
+    access changes on one channel for all.
 
     ``presence_note(slug, node)`` is told of every presence note heard (the presence
     store re-reads the room's hash), so one subscription per room carries both.
@@ -133,6 +156,7 @@ class RedisEventBus:
         # The live rooms of this process, re-subscribed after a reconnect; as bounded as
         # the hub's registry, which unfollows every room it forgets.
         self.followed: set[str] = set()
+        self.unsent: deque[bytes] = deque(maxlen=MAX_UNSENT_CHANGES)
 
     def start(self, listener: BusListener) -> None:
         self.listener = listener
@@ -143,10 +167,16 @@ class RedisEventBus:
 
     def connected(self, pubsub) -> None:
         """The pub/sub connection is (again) up: subscribe, then catch up what was missed."""
-        if self.followed:
-            pubsub.subscribe([self.link.room_channel(slug) for slug in self.followed])
+        channels = [self.link.access_channel]
+        channels.extend(self.link.room_channel(slug) for slug in self.followed)
+        pubsub.subscribe(channels)
         if self.listener is not None:
             self.listener.bus_reconnected()
+
+    def commands_ready(self) -> None:
+        """The command connection is (again) up: publish the changes it could not."""
+        while self.unsent and self.link.commands is not None:
+            self._publish_change(self.unsent.popleft())
 
     def received(self, message: str | bytes) -> None:
         data = message.encode() if isinstance(message, str) else bytes(message)
@@ -154,6 +184,13 @@ class RedisEventBus:
             event = json.loads(data)
         except ValueError:
             event = None
+        if isinstance(event, dict) and event.get("type") == ACCESS_CHANGE:
+            change = AccessChange.from_json(event.get("change"))
+            if change is None or not isinstance(event.get("node"), str):
+                logger.warning("redis bus: ignoring a malformed access change %r", data[:200])
+            elif event["node"] != self.link.node and self.listener is not None:
+                self.listener.access_changed(change)
+            return
         if isinstance(event, dict) and event.get("type") == PRESENCE_SYNC:
             if isinstance(event.get("room"), str) and isinstance(event.get("node"), str):
                 self.presence_note(event["room"], event["node"])
@@ -175,6 +212,20 @@ class RedisEventBus:
         d = redis.publish(self.link.room_channel(event.event["room"]), event.data)
         d.addErrback(
             lambda failure: logger.warning("redis publish failed: %s", failure.getErrorMessage())
+        )
+
+    def announce(self, change: AccessChange) -> None:
+        note = {"type": ACCESS_CHANGE, "node": self.link.node, "change": change.as_json()}
+        data = json.dumps(note).encode()
+        if self.link.commands is None:
+            self.unsent.append(data)
+            return
+        self._publish_change(data)
+
+    def _publish_change(self, data: bytes) -> None:
+        d = self.link.commands.publish(self.link.access_channel, data)
+        d.addErrback(
+            lambda f: logger.warning("redis access publish failed: %s", f.getErrorMessage())
         )
 
     def follow(self, slug: str) -> None:

@@ -15,6 +15,10 @@ then sent after the range, so nothing slips between replay and live and nothing 
 
 Everything here is bounded by ``LiveLimits`` (chat/live/limits.py): the ring, the events
 held behind a gap and for a joining subscriber, and the events of one long-poll answer.
+
+When access changes, the hub asks the room who is here (``holders``) and ends those who
+may no longer read it (``revoke``): subscribers live, joining or replaying are dropped
+with ``"revoked"``, held long-polls fail with ``AccessRevoked``, and long-poll leases end.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import Protocol
 
 from twisted.internet import defer
@@ -34,12 +37,20 @@ from chat.live.limits import LiveLimits
 from chat.live.presence import RoomPresence
 from chat.live.records import RoomInfo, UserInfo
 from chat.live.store import StoreUnavailable
+from chat.live.waiters import AccessRevoked, PollAnswer, PollWaiters
+
+__all__ = ["AccessRevoked", "Holder", "LiveRoom", "PollAnswer", "Subscriber"]
 
 logger = logging.getLogger(__name__)
 
 
 class Subscriber(Protocol):
-    """What a transport gives the room for one live connection."""
+    """What a transport gives the room for one live connection.
+
+    A transport may also give ``session_key`` (the session the connection was opened
+    with), so that a logout ends exactly that session's connections; the room reads it
+    with ``getattr`` and treats a subscriber without one as of any session of its user.
+    """
 
     transport_name: str
     user: UserInfo | None
@@ -51,8 +62,9 @@ class Subscriber(Protocol):
         """Write one event (durable ones arrive in seq order, each once)."""
 
     def drop(self, reason: str) -> None:
-        """The room ends this subscription (shutdown, slow, unavailable); the transport
-        closes its connection."""
+        """The room ends this subscription (shutdown, slow, unavailable, revoked: the
+        user lost access, WebSocket close 4403); the transport closes its connection and
+        does not unsubscribe."""
 
 
 class _Joining:
@@ -66,19 +78,8 @@ class _Joining:
         self.held: list[OutboundEvent] | None = [] if reading else None
 
 
-class _PollWaiter:
-    __slots__ = ("deferred", "since", "timer")
-
-    def __init__(self, since: int | None) -> None:
-        self.since = since
-        self.deferred: defer.Deferred = defer.Deferred()
-        self.timer = None
-
-
-@dataclass(frozen=True)
-class PollAnswer:
-    events: list[OutboundEvent]
-    last_seq: int
+# Who holds something open in a room: (user, the session it was opened with, if known).
+Holder = tuple[UserInfo | None, str | None]
 
 
 class LiveRoom:
@@ -102,7 +103,7 @@ class LiveRoom:
         self.ring: deque[OutboundEvent] = deque(maxlen=limits.ring_size)
         self.subscribers: set[Subscriber] = set()
         self.joining: dict[Subscriber, _Joining] = {}
-        self.waiters: set[_PollWaiter] = set()
+        self.waiters = PollWaiters(clock, self._cursor, lambda: self._maybe_idle(self))
         self.held: dict[int, OutboundEvent] = {}  # arrived ahead of a gap (max_held)
         # Events that came while the room loaded: at most those committed during one
         # read of the room row, a fraction of a second of the room's traffic.
@@ -220,8 +221,7 @@ class LiveRoom:
         if self.joining:
             for joining in tuple(self.joining.values()):
                 self._offer(joining, event)
-        if self.waiters:
-            self._answer_waiters([event], event.seq)
+        self.waiters.answer([event], event.seq)
         if event.started is not None:
             metrics.DELIVERY_LATENCY.observe(time.monotonic() - event.started)
 
@@ -316,6 +316,10 @@ class LiveRoom:
             self.subscribers.add(joining.subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
+        # Once only: a subscriber the room dropped itself (slow, revoked) may still be
+        # unsubscribed by its transport, and presence must not count its leave twice.
+        if subscriber not in self.subscribers and subscriber not in self.joining:
+            return
         self.subscribers.discard(subscriber)
         self.joining.pop(subscriber, None)
         self.presence.leave(subscriber)
@@ -326,8 +330,7 @@ class LiveRoom:
         for subscriber in (*self.subscribers, *self.joining):
             if subscriber not in exclude:
                 subscriber.deliver(event)
-        if self.waiters:
-            self._answer_waiters([event], None)
+        self.waiters.answer([event], None)
 
     def typing(self, sender: Subscriber) -> None:
         if sender.user is None:
@@ -336,9 +339,46 @@ class LiveRoom:
         if event is not None:
             self.broadcast(event, exclude=(sender,))
 
+    # -- access --------------------------------------------------------------------
+
+    def holders(self) -> list[Holder]:
+        """Everyone who holds something open here: subscribers (live, joining or
+        replaying), held long-polls, and long-poll leases (no session: a lease is renewed
+        by any session of its user)."""
+        held: list[Holder] = [
+            (s.user, getattr(s, "session_key", None)) for s in (*self.subscribers, *self.joining)
+        ]
+        held.extend((w.user, w.session_key) for w in self.waiters)
+        held.extend(
+            (UserInfo(user_id, username), None)
+            for username, user_id in self.presence.lease_ids.items()
+        )
+        return held
+
+    def revoke(self, lost: Callable[[UserInfo | None, str | None], bool]) -> int:
+        """End everything held by those for whom ``lost(user, session_key)``: they may no
+        longer read the room. Returns how many subscriptions, long-polls and leases ended."""
+        dropped = [
+            s
+            for s in (*self.subscribers, *self.joining)
+            if lost(s.user, getattr(s, "session_key", None))
+        ]
+        for subscriber in dropped:
+            self.unsubscribe(subscriber)
+            subscriber.drop("revoked")
+        waiters = self.waiters.revoke(lost, self.slug)
+        leases = [
+            username
+            for username, user_id in self.presence.lease_ids.items()
+            if lost(UserInfo(user_id, username), None)
+        ]
+        for username in leases:
+            self.presence.end_lease(username)
+        return len(dropped) + waiters + len(leases)
+
     def drop_all(self, reason: str) -> None:
         """Shutdown: end every subscription and answer every held long-poll."""
-        self._answer_waiters([], None)
+        self.waiters.answer([], None)
         subscribers = (*self.subscribers, *self.joining)
         # Everyone leaves at once: no presence updates to the ones leaving.
         self.subscribers.clear()
@@ -350,11 +390,19 @@ class LiveRoom:
     # -- long-poll -------------------------------------------------------------------
 
     def poll(
-        self, since: int | None, timeout: float, user: UserInfo | None
+        self,
+        since: int | None,
+        timeout: float,
+        user: UserInfo | None,
+        session_key: str | None = None,
     ) -> defer.Deferred[PollAnswer]:
-        """Events with seq > ``since`` at once, or wait up to ``timeout`` for the next."""
+        """Events with seq > ``since`` at once, or wait up to ``timeout`` for the next.
+
+        A wait fails with ``AccessRevoked`` if its user loses access meanwhile.
+        """
         if user is not None:
-            self.presence.lease(user.username, timeout + self.limits.poll_lease_grace)
+            lease = timeout + self.limits.poll_lease_grace
+            self.presence.lease(user.username, lease, user.id)
         limit = self.limits.poll_max_events
         if since is not None and since < self.last_seq:
             events = self._ring_after(since)
@@ -367,38 +415,7 @@ class LiveRoom:
                 return PollAnswer(events, events[-1].seq if events else since)
 
             return self.store.read_since(self.info, since, limit).addCallback(answer)
-        waiter = _PollWaiter(since)
-        self.waiters.add(waiter)
-
-        def timed_out() -> None:
-            waiter.timer = None
-            if waiter in self.waiters:
-                self.waiters.discard(waiter)
-                waiter.deferred.callback(PollAnswer([], self._cursor(since)))
-                self._maybe_idle(self)
-
-        def cancelled(failure):
-            self.waiters.discard(waiter)
-            if waiter.timer is not None and waiter.timer.active():
-                waiter.timer.cancel()
-            self._maybe_idle(self)
-            return failure
-
-        waiter.timer = self.clock.callLater(timeout, timed_out)
-        waiter.deferred.addErrback(cancelled)
-        return waiter.deferred
-
-    def _answer_waiters(self, events: list[OutboundEvent], seq: int | None) -> None:
-        """Answer the held long-polls with ``events`` (durable when ``seq`` is given)."""
-        waiters, self.waiters = self.waiters, set()
-        for waiter in waiters:
-            if seq is not None and waiter.since is not None and seq <= waiter.since:
-                self.waiters.add(waiter)  # the client has this one already
-                continue
-            if waiter.timer is not None and waiter.timer.active():
-                waiter.timer.cancel()
-            waiter.timer = None
-            waiter.deferred.callback(PollAnswer(events, seq or self._cursor(waiter.since)))
+        return self.waiters.wait(since, timeout, user, session_key)
 
     def _cursor(self, since: int | None) -> int:
         """The ``last_seq`` of a long-poll answer that carries no durable event."""

@@ -8,8 +8,10 @@ from twisted.web.resource import Resource
 from chat.live import metrics, publish
 from chat.live.auth import Authorizer
 from chat.live.bus import EventBus, LocalBus, LocalPresenceStore, PresenceStore, SendCounter
+from chat.live.connections import OpenConnections
 from chat.live.hub import RoomHub
 from chat.live.longpoll import LongPollResource
+from chat.live.publish import AccessChange
 from chat.live.ratelimit import rate_limiter
 from chat.live.redis_bus import RedisEventBus, RedisLink, RedisPresenceStore, RedisSendCounter
 from chat.live.sse import PING_INTERVAL as SSE_PING_INTERVAL
@@ -21,6 +23,8 @@ from chat.live.websocket import WebSocketResource
 # Every active room's cursor is compared with the database this often, and after the bus
 # reconnects. A process that missed events (Redis down, a publish lost, a delete made
 # by a process with no reactor) catches up by itself even in a room where nobody speaks.
+# The same check re-authorizes every live connection (AccessWatch.check_all), for access
+# changes no notice reported: one store read per process per interval.
 CHECK_ROOMS_INTERVAL = 5.0
 
 
@@ -48,15 +52,14 @@ class LiveService:
             presence=self.presence,
             rate_limiter=rate_limiter(settings.CHAT_RATE_LIMIT, send_counter),
             max_message_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+            authorizer=self.authorizer,
         )
-        self.websockets: set = set()
-        self.streams: set = set()
+        # Every live connection past its checks, by transport and by user (their bound).
+        self.open_connections = OpenConnections.from_settings(settings)
         self._loops = [
             self._every(CHECK_ROOMS_INTERVAL, self.hub.check_rooms),
-            self._every(
-                WS_PING_INTERVAL, lambda: [ws.heartbeat() for ws in tuple(self.websockets)]
-            ),
-            self._every(SSE_PING_INTERVAL, lambda: [s.ping() for s in tuple(self.streams)]),
+            self._every(WS_PING_INTERVAL, lambda: self.open_connections.heartbeat("websocket")),
+            self._every(SSE_PING_INTERVAL, lambda: self.open_connections.heartbeat("sse")),
         ]
         for transport in ("websocket", "sse", "longpoll"):
             metrics.CONNECTIONS.labels(transport).set_function(
@@ -96,11 +99,15 @@ class LiveService:
         self.bus.start(self.hub)
         for loop, seconds in self._loops:
             loop.start(seconds, now=False)
-        publish.install(self.reactor.callFromThread, self.publish_committed)
+        publish.install(self.reactor.callFromThread, self.publish_committed, self.access_changed)
 
     def publish_committed(self, event: dict) -> None:
         """A durable event committed by Django code (admin delete), on the reactor."""
         self.hub.publish(event)
+
+    def access_changed(self, change: AccessChange) -> None:
+        """An access change committed by Django code (chat/signals.py), on the reactor."""
+        self.hub.announce(change)
 
     @defer.inlineCallbacks
     def drain(self):
@@ -119,9 +126,9 @@ class LiveService:
         self.store.stop()
 
     def connections(self) -> dict[str, int]:
-        counts = self.hub.connections()
-        counts["longpoll"] = sum(len(room.waiters) for room in self.hub.rooms.values())
-        return counts
+        """Open live connections by transport: counted from their checks to their socket's
+        end (a held long-poll until its answer), as the per-user bound counts them."""
+        return self.open_connections.counts()
 
     def health(self) -> dict:
         return {"connections": self.connections()}

@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db import (
@@ -153,6 +154,20 @@ class Store:
     def last_seqs(self, slugs: list[str]) -> defer.Deferred[dict[str, int]]:
         return self.run(_last_seqs, slugs)
 
+    def recheck(
+        self, rooms: Mapping[str, Collection[int | None]], sessions: Collection[str] = ()
+    ) -> defer.Deferred[Recheck]:
+        """Who among these users may read these rooms now, and whom these sessions sign
+        in now: the hub's re-authorization of connections already open."""
+        return self.run(_recheck, {slug: list(ids) for slug, ids in rooms.items()}, list(sessions))
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    # slug -> (the room now, or None when it is gone; the user ids that may read it)
+    rooms: dict[str, tuple[RoomInfo | None, frozenset[int | None]]]
+    sessions: dict[str, int | None]  # session key -> the user id it signs in now
+
 
 def _guarded(fn: Callable[..., T], *args: Any) -> T:
     close_old_connections()
@@ -250,6 +265,32 @@ def _room_info(slug: str) -> RoomInfo | None:
         .first()
     )
     return RoomInfo(**row) if row else None
+
+
+def _recheck(rooms: dict[str, list[int | None]], sessions: list[str]) -> Recheck:
+    from chat import access
+    from chat.live.auth import session_user
+    from chat.models import Room
+
+    rows = Room.objects.filter(slug__in=list(rooms)).values(
+        "id", "slug", "is_public", "is_archived", "last_seq"
+    )
+    infos = {row["slug"]: RoomInfo(**row) for row in rows}
+    allowed = access.current_readers(
+        (infos[slug], user_id) for slug, ids in rooms.items() if slug in infos for user_id in ids
+    )
+    by_room: dict[int, set[int | None]] = {}
+    for room_id, user_id in allowed:
+        by_room.setdefault(room_id, set()).add(user_id)
+    answer: dict[str, tuple[RoomInfo | None, frozenset[int | None]]] = {}
+    for slug in rooms:
+        info = infos.get(slug)
+        answer[slug] = (info, frozenset(by_room.get(info.id, ()) if info else ()))
+    signed_in = {}
+    for key in sessions:
+        user = session_user(key)
+        signed_in[key] = user.id if user is not None else None
+    return Recheck(answer, signed_in)
 
 
 def _last_seqs(slugs: list[str]) -> dict[str, int]:

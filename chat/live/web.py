@@ -1,8 +1,8 @@
-"""What the three transports share: the room path, the checks before a stream starts, errors.
+"""Plain helpers of the live resources: reading a request, and writing a JSON answer.
 
-Every live URL is ``/<transport>/rooms/<slug>/``. Each transport resource answers the
-parts of PROTOCOL.md that are decided before a stream exists (unknown room 404, no
-access 403, bad Origin 403, bad parameters 400) the same way, through ``RoomResource``.
+Every live URL is ``/<transport>/rooms/<slug>/``. What the three transports do with these
+(the checks before a stream starts, the open path, refusals) is chat/live/transport.py;
+this module only reads and writes, and holds no state.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import json
 import re
 
 from django.conf import settings
-from twisted.internet import defer
-from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from chat.live.auth import Origin, origin_allowed, server_origin
-from chat.live.records import Access, ErrorCode, error_body
+from chat.live.auth import Origin, server_origin
+from chat.live.records import ErrorCode, error_body
 from chat.live.wire import parse_int
 from chat.slug import SLUG_PATTERN
 
@@ -52,6 +50,7 @@ def header(request: Request, name: bytes) -> str | None:
 
 
 def session_key(request: Request) -> str | None:
+    """The Django session cookie: the credential a live connection is opened with."""
     raw = request.getCookie(settings.SESSION_COOKIE_NAME.encode())
     if not raw:
         return None
@@ -61,28 +60,26 @@ def session_key(request: Request) -> str | None:
         return None
 
 
-def write_json(request: Request, status: int, body: dict | bytes) -> None:
-    if request.finished or getattr(request, "_disconnected", False):
-        return
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    request.setHeader(b"content-length", str(len(data)).encode())
-    request.write(data)
-    request.finish()
+def client_address(request: Request) -> str:
+    """The client's address, as a trusted proxy reports it when there is one.
 
-
-def write_error(request: Request, code: ErrorCode | str, detail: str | None = None) -> None:
-    code = ErrorCode(code)
-    write_json(request, code.status, error_body(code, detail))
+    The server (project/request.py) removes X-Forwarded-For from anyone but a trusted
+    proxy, so one that is here is believed; the proxy appends the address it saw, so the
+    last entry is the one it vouches for.
+    """
+    forwarded = header(request, b"x-forwarded-for")
+    if forwarded:
+        claimed = forwarded.rsplit(",", 1)[-1].strip()
+        if claimed:
+            return claimed
+    return str(getattr(request.getClientAddress(), "host", "-"))
 
 
 def own_origin(request: Request) -> Origin | None:
     """The origin this request was made to, as the browser saw it.
 
     The scheme is the one it came with, or a trusted proxy's X-Forwarded-Proto: the
-    server (project/server.py) removes that header from anyone else, so one that is
+    server (project/request.py) removes that header from anyone else, so one that is
     here is believed. Several proxies list several schemes; the first is the client's.
     """
     scheme = "https" if request.isSecure() else "http"
@@ -94,61 +91,27 @@ def own_origin(request: Request) -> Origin | None:
     return server_origin(scheme, header(request, b"host"), settings.ALLOWED_HOSTS)
 
 
-def outbound_backlog(transport) -> int:
-    """Bytes written to a TCP transport and not yet sent to the peer."""
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-    except AttributeError:  # not a plain TCP transport (tests): no backlog to measure
-        return 0
+def write_json(request: Request, status: int, body: dict | bytes) -> None:
+    """The whole answer of a request. The caller knows the client is still there."""
+    if request.finished:
+        return
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"content-length", b"%d" % len(data))
+    request.write(data)
+    request.finish()
 
 
-class RoomResource(Resource):
-    """Base of the transport resources: path, Origin and access checks, in that order."""
-
-    isLeaf = True
-
-    def __init__(self, live) -> None:
-        super().__init__()
-        self.live = live
-
-    def render(self, request: Request):
-        request.setHeader(b"cache-control", b"no-store")
-        return super().render(request)
-
-    def check(self, request: Request) -> tuple[str | None, ErrorCode | None]:
-        """(slug, None) or (None, error code) for what can be decided at once.
-
-        The one Origin check of every live transport (WebSocket, SSE, long-poll GET and
-        POST): a browser page of another origin must not read or post as our user.
-        """
-        slug = room_slug(request)
-        if slug is None:
-            return None, ErrorCode.NOT_FOUND
-        trusted = getattr(settings, "CSRF_TRUSTED_ORIGINS", [])
-        if not origin_allowed(header(request, b"origin"), own_origin(request), trusted):
-            return None, ErrorCode.FORBIDDEN
-        return slug, None
-
-    def prepare(self, request: Request, *params: str) -> tuple[str, list[int | None]] | None:
-        """The slug and the integer query ``params``, or None once an error is written."""
-        slug, refusal = self.check(request)
-        if refusal is not None:
-            write_error(request, refusal)
-            return None
-        try:
-            values = [query_int(request, name) for name in params]
-        except ValueError as error:
-            write_error(request, ErrorCode.BAD_REQUEST, str(error))
-            return None
-        return slug, values
-
-    def access(self, request: Request, slug: str) -> defer.Deferred[Access]:
-        return self.live.authorizer.access(session_key(request), slug)
-
-    @staticmethod
-    def refusal(access: Access) -> ErrorCode | None:
-        if access.room is None:
-            return ErrorCode.NOT_FOUND
-        if not access.can_read:
-            return ErrorCode.FORBIDDEN
-        return None
+def write_error(
+    request: Request,
+    code: ErrorCode | str,
+    detail: str | None = None,
+    *,
+    status: int | None = None,
+    **extra: object,
+) -> None:
+    """``{"error": ...}`` with the code's status (or ``status``, for the 405)."""
+    code = ErrorCode(code)
+    write_json(request, status or code.status, error_body(code, detail, **extra))

@@ -1,11 +1,11 @@
-"""WebSocket transport: ``/ws/rooms/<slug>/?since=<seq>`` on ``twisted.web.websocket``.
+"""WebSocket transport: ``/ws/rooms/<slug>/?since=<seq>`` over Twisted's wire protocol.
 
-Frames <-> hub calls, nothing more. Three things Twisted's ``WebSocketResource`` does not
-do are done here:
+Frames <-> hub calls, nothing more; the open path is chat/live/transport.py's. Three things
+Twisted's ``WebSocketResource`` does not do are done here:
 
-- Refusals (bad Origin, unknown room, no access) are answered as plain HTTP 403/404
-  before any protocol is built: its ``render_GET`` asserts that ``buildProtocol`` returns
-  one, so the handshake is run here, after the checks.
+- Refusals (bad Origin, unknown room, no access, too many connections) are answered as
+  plain HTTP before any protocol is built: its ``render_GET`` asserts that
+  ``buildProtocol`` returns one, so the handshake is run here, after the checks.
 - Twisted buffers a fragmented message whole with no limit. ``LimitedWireProtocol``
   counts a message's bytes as wsproto parses them and closes with 1009 as soon as they
   pass ``CHAT_MAX_FRAME_BYTES``, before the message is ever held whole.
@@ -23,86 +23,158 @@ import logging
 from collections import deque
 
 from django.conf import settings
-from twisted.web._websocket_impl import (
-    _handleEvent,
-    _WebSocketWireProtocol,
-    serverBootstrap,
-)
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.internet import defer
+from twisted.web.server import Request
 from wsproto import ConnectionType
 from wsproto.connection import Connection as WSConnection
 from wsproto.events import CloseConnection, Message
 
-from chat.live import metrics
+from chat.live import compat
 from chat.live.events import OutboundEvent, encode, websocket_text_frame
 from chat.live.records import ErrorCode
+from chat.live.transport import CLOSE_GRACE, LiveConnection, Refusal, RoomResource, abort_if_open
 from chat.live.validation import check_client_id
-from chat.live.web import RoomResource, header, outbound_backlog, write_error
+from chat.live.web import header
 from chat.live.wire import FrameError, parse_frame
 
 logger = logging.getLogger(__name__)
 
-# Close codes (RFC 6455 7.4.1 and the IANA registry).
+# Close codes (RFC 6455 7.4.1, the IANA registry, and PROTOCOL.md's 4403).
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+CLOSE_FORBIDDEN = 4403
+_CLOSE_CODES = {
+    "slow": CLOSE_TRY_AGAIN,
+    "unavailable": CLOSE_INTERNAL,
+    "revoked": CLOSE_FORBIDDEN,
+}
 
-# Bytes queued for a client that does not read. A chat client that is this far behind
-# (thousands of messages) is disconnected and resumes with `since`; without the bound one
-# stuck client would make the server's memory grow with every message of the room.
-MAX_OUTBOUND_BYTES = 1024 * 1024
 # Pings go out this often; a peer that answered none of the last two is dead (a laptop
 # closed mid-connection never sends a FIN) and is closed.
 PING_INTERVAL = 20.0
-# More malformed frames than this within a minute close the connection (PROTOCOL.md).
+# More malformed frames than this within a minute close the connection (PROTOCOL.md): a
+# client that keeps sending garbage is broken or hostile, and each one costs an answer.
 MAX_MALFORMED = 10
 MALFORMED_WINDOW = 60.0
-# A close handshake the peer does not finish is cut after this long.
-CLOSE_TIMEOUT = 5.0
+# A close handshake the peer does not finish is cut after this long (transport.py).
+CLOSE_TIMEOUT = CLOSE_GRACE
 
 
-class LimitedWireProtocol(_WebSocketWireProtocol):
+class LimitedWireProtocol(compat.WireProtocol):
     """Twisted's wire protocol, with a limit on the size of each incoming message."""
 
     max_message_bytes = 65536
     _message_bytes = 0
     closing = False  # our close frame is sent: data is dropped until the peer's close
+    owner: ChatWebSocket | None = None
 
     def dataReceived(self, data: bytes) -> None:
-        self._wsconn.receive_data(data)
-        for event in self._wsconn.events():
-            if isinstance(event, Message) and self.closing:
-                continue
+        connection = compat.wire_connection(self)
+        connection.receive_data(data)
+        for event in connection.events():
             if isinstance(event, Message):
+                if self.closing:
+                    continue
                 chunk = event.data
                 size = len(chunk.encode()) if isinstance(chunk, str) else len(chunk)
                 self._message_bytes += size
                 if self._message_bytes > self.max_message_bytes:
-                    self._wsp.message_too_big()
+                    self.owner.message_too_big()
                     return
                 if event.message_finished:
                     self._message_bytes = 0
-            _handleEvent(event, self)
+            elif isinstance(event, CloseConnection):
+                self.owner.peer_closing()
+            compat.dispatch_event(event, self)
 
 
-class ChatWebSocket:
-    """One WebSocket connection: a hub subscriber and a source of sends."""
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+SWITCHING_PROTOCOLS = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: %s\r\n\r\n"
+)
+
+
+def upgrade_key(request: Request) -> tuple[str, str | None]:
+    """The client's Sec-WebSocket-Key, or a reason the request is no handshake (RFC 6455
+    4.2.1). No subprotocol or extension is offered back: Parley negotiates none."""
+    upgrade = header(request, b"upgrade") or ""
+    if upgrade.strip().lower() != "websocket":
+        return "", "missing 'Upgrade: websocket'"
+    tokens = {token.strip().lower() for token in (header(request, b"connection") or "").split(",")}
+    if "upgrade" not in tokens:
+        return "", "missing 'Connection: Upgrade'"
+    if (header(request, b"sec-websocket-version") or "").strip() != "13":
+        return "", "Sec-WebSocket-Version must be 13"
+    key = (header(request, b"sec-websocket-key") or "").strip()
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            raise ValueError(key)
+    except (ValueError, binascii.Error):
+        return "", "Sec-WebSocket-Key must be 16 bytes in base64"
+    return key, None
+
+
+def accept_token(key: str) -> bytes:
+    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest())
+
+
+class ChatWebSocket(LiveConnection):
+    """One WebSocket connection: a hub subscriber and a source of sends.
+
+    Also Twisted's WebSocketProtocol (negotiationStarted ... connectionLost) for the wire.
+    """
 
     transport_name = "websocket"
 
-    def __init__(self, live, room, user, since: int | None) -> None:
-        self.live = live
-        self.room = room
-        self.user = user
-        self.since = since
+    def __init__(self, live, request: Request, slug: str) -> None:
+        super().__init__(live, request, slug)
+        self.key = ""
         self.wire: LimitedWireProtocol | None = None
         self.tcp = None
-        self.closed = False
-        self.subscribed = False
         self.pongs_missed = 0
         self.malformed: deque[float] = deque()
+        self._close_timer = None
+        self._producing = False  # registered as the transport's producer
+
+    def parse(self) -> None:
+        super().parse()
+        key, problem = upgrade_key(self.request)
+        if problem is not None:
+            raise Refusal(
+                ErrorCode.BAD_REQUEST,
+                f"Not a WebSocket handshake: {problem}",
+                headers=((b"upgrade", b"websocket"), (b"sec-websocket-version", b"13")),
+            )
+        self.key = key
+
+    async def serve(self) -> None:
+        self.upgrade()
+        self.subscribe()
+        await self.over  # until the socket closes, however it was ended
+
+    def upgrade(self) -> None:
+        """The 101 and the wire protocol, on the connection the request came on.
+
+        wsproto's own handshake would parse the request again with h11 (measured as two
+        fifths of the CPU of a connect); the request is already parsed and checked.
+        """
+        wire = compat.server_wire(LimitedWireProtocol, WSConnection(ConnectionType.SERVER), self)
+        wire.owner = self
+        wire.max_message_bytes = settings.CHAT_MAX_FRAME_BYTES
+        transport = self.request.channel.transport
+        compat.upgrade_channel(self.request, wire)  # calls negotiationStarted
+        transport.write(SWITCHING_PROTOCOLS % accept_token(self.key))
+        # The HTTP channel was the transport's producer; from here on the connection is
+        # this one's, and so are the transport's pause and resume (the slow-consumer bound).
+        transport.unregisterProducer()
+        wire.attachProducer(self)
+        self._producing = self.streaming = True
 
     # -- WebSocketProtocol ----------------------------------------------------------
 
@@ -111,9 +183,7 @@ class ChatWebSocket:
         self.tcp = transport.transport
 
     def negotiationFinished(self) -> None:
-        self.live.websockets.add(self)
-        self.subscribed = True
-        self.live.hub.subscribe(self.room, self, self.since)
+        pass  # the 101 is written by upgrade(); subscribed right after it
 
     def pongReceived(self, payload: bytes) -> None:
         self.pongs_missed = 0
@@ -128,9 +198,8 @@ class ChatWebSocket:
         kind = frame.get("type")
         if kind == "send":
             # The fields go to the hub as they came: it validates them, for every transport.
-            client_id = frame.get("client_id")
-            d = self.live.hub.send(self.room.slug, self.user, frame.get("body"), client_id)
-            d.addCallback(self._answer_send, client_id)
+            d = defer.Deferred.fromCoroutine(self._send(frame.get("body"), frame.get("client_id")))
+            d.addErrback(lambda failure: logger.error("send failed: %s", failure.getTraceback()))
         elif kind == "typing":
             self.live.hub.typing(self.room, self)
         else:
@@ -140,48 +209,43 @@ class ChatWebSocket:
         self.bad_frame(None, "Binary frames are not accepted; send JSON text.")
 
     def connectionLost(self, reason) -> None:
-        self.closed = True
-        self.live.websockets.discard(self)
-        if self.subscribed:
-            self.subscribed = False
-            self.live.hub.unsubscribe(self.room, self)
+        if self._close_timer is not None and self._close_timer.active():
+            self._close_timer.cancel()
+        self.left()
 
-    # -- hub subscriber ----------------------------------------------------------------
+    # -- the room's subscriber ---------------------------------------------------------
 
     def started(self, last_seq: int) -> None:
         user = self.user.username if self.user else None
-        hello = {"type": "hello", "room": self.room.slug, "user": user, "last_seq": last_seq}
+        hello = {"type": "hello", "room": self.slug, "user": user, "last_seq": last_seq}
         self._write_frame(websocket_text_frame(encode(hello)))
 
     def deliver(self, event: OutboundEvent) -> None:
         self._write_frame(event.ws_frame)
 
-    def drop(self, reason: str) -> None:
-        self.subscribed = False
-        code = {"slow": CLOSE_TRY_AGAIN, "unavailable": CLOSE_INTERNAL}.get(
-            reason, CLOSE_GOING_AWAY
-        )
-        self.close(code, reason)
+    def end(self, reason: str) -> None:
+        if not self.streaming:
+            super().end(reason)
+        else:
+            self.close(_CLOSE_CODES.get(reason, CLOSE_GOING_AWAY), reason)
+
+    def cut(self) -> None:
+        self.close(CLOSE_TRY_AGAIN, "too slow")
 
     # -- helpers -------------------------------------------------------------------------
 
     def _write_frame(self, frame: bytes) -> None:
         if self.closed:
             return
-        tcp = self.tcp
-        tcp.write(frame)
-        if outbound_backlog(tcp) > MAX_OUTBOUND_BYTES:
-            logger.info("websocket client in %s is too slow; closing", self.room.slug)
-            metrics.SLOW_CONSUMERS.labels(self.transport_name).inc()
-            if self.subscribed:
-                self.subscribed = False
-                self.live.hub.unsubscribe(self.room, self)
-            self.close(CLOSE_TRY_AGAIN, "too slow")
+        self.tcp.write(frame)
+        if self.paused:
+            self.written_while_paused(len(frame))
 
     def _write_json(self, body: dict) -> None:
         self._write_frame(websocket_text_frame(encode(body)))
 
-    def _answer_send(self, result, client_id: object) -> None:
+    async def _send(self, body: object, client_id: object) -> None:
+        result = await self.live.hub.send(self.slug, self.user, body, client_id)
         # A client_id is echoed only when it is one: an invalid one (a lone surrogate
         # cannot even be encoded) would make the answer itself fail.
         echo = client_id if check_client_id(client_id) is None else None
@@ -220,6 +284,14 @@ class ChatWebSocket:
     def message_too_big(self) -> None:
         self.close(CLOSE_TOO_BIG, "message too big")
 
+    def peer_closing(self) -> None:
+        """The peer's close frame: Twisted answers it and closes TCP once it is sent."""
+        if not self.closed:
+            self.closed = True
+            self._unsubscribe()
+            self._release_transport()
+            self._cut_after_grace()
+
     def close(self, code: int, reason: str = "") -> None:
         """Send a close frame, then wait for the peer's (RFC 6455 7.1.1) before closing TCP.
 
@@ -231,19 +303,34 @@ class ChatWebSocket:
         if self.closed or self.wire is None:
             return
         self.closed = True
+        self._unsubscribe()
         wire = self.wire
+        self._release_transport()
+        self._cut_after_grace()
         try:
-            frame = wire._wsconn.send(CloseConnection(code, reason[:100]))
+            frame = compat.wire_connection(wire).send(CloseConnection(code, reason[:100]))
         except Exception:  # wsproto refuses a close in a state it cannot send one
             self.tcp.loseConnection()
             return
         wire.closing = True
         self.tcp.write(frame)
-        self.live.reactor.callLater(CLOSE_TIMEOUT, _abort_if_open, self.tcp)
+
+    def _cut_after_grace(self) -> None:
+        # Whoever closed first, a peer that stops reading must not keep the socket.
+        if self._close_timer is None:
+            self._close_timer = self.live.reactor.callLater(CLOSE_TIMEOUT, abort_if_open, self.tcp)
+
+    def _release_transport(self) -> None:
+        # A transport whose producer is paused resumes it, instead of closing, once its
+        # buffer is sent: nothing more is produced, so the close must not wait on it.
+        if self._producing:
+            self._producing = False
+            self.wire.detachProducer()
+            self.paused = False
 
     def heartbeat(self) -> None:
         """Called every PING_INTERVAL: ping, or close a peer that stopped answering."""
-        if self.closed:
+        if self.closed or self.wire is None:
             return
         if self.pongs_missed >= 2:
             self.close(CLOSE_GOING_AWAY, "no pong")
@@ -252,89 +339,7 @@ class ChatWebSocket:
         self.wire.ping(b"parley")
 
 
-def _abort_if_open(tcp) -> None:
-    if tcp.connected:
-        tcp.abortConnection()
-
-
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
-SWITCHING_PROTOCOLS = (
-    b"HTTP/1.1 101 Switching Protocols\r\n"
-    b"Upgrade: websocket\r\n"
-    b"Connection: Upgrade\r\n"
-    b"Sec-WebSocket-Accept: %s\r\n\r\n"
-)
-
-
-def upgrade_key(request: Request) -> tuple[str, str | None]:
-    """The client's Sec-WebSocket-Key, or a reason the request is no handshake (RFC 6455
-    4.2.1). No subprotocol or extension is offered back: Parley negotiates none."""
-    upgrade = header(request, b"upgrade") or ""
-    if upgrade.strip().lower() != "websocket":
-        return "", "missing 'Upgrade: websocket'"
-    tokens = {token.strip().lower() for token in (header(request, b"connection") or "").split(",")}
-    if "upgrade" not in tokens:
-        return "", "missing 'Connection: Upgrade'"
-    if (header(request, b"sec-websocket-version") or "").strip() != "13":
-        return "", "Sec-WebSocket-Version must be 13"
-    key = (header(request, b"sec-websocket-key") or "").strip()
-    try:
-        if len(base64.b64decode(key, validate=True)) != 16:
-            raise ValueError(key)
-    except (ValueError, binascii.Error):
-        return "", "Sec-WebSocket-Key must be 16 bytes in base64"
-    return key, None
-
-
-def accept_token(key: str) -> bytes:
-    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest())
-
-
 class WebSocketResource(RoomResource):
     """``/ws/rooms/<slug>/``: checks first, then the handshake, then a ChatWebSocket."""
 
-    def render_GET(self, request: Request):
-        prepared = self.prepare(request, "since")
-        if prepared is None:
-            return NOT_DONE_YET
-        slug, (since,) = prepared
-        key, problem = upgrade_key(request)
-        if problem is not None:
-            request.setHeader(b"upgrade", b"websocket")
-            request.setHeader(b"sec-websocket-version", b"13")
-            write_error(request, ErrorCode.BAD_REQUEST, f"Not a WebSocket handshake: {problem}")
-            return NOT_DONE_YET
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-        d = self.access(request, slug)
-        d.addCallback(self._authorized, request, key, since, gone)
-        d.addErrback(self._failed, request)
-        return NOT_DONE_YET
-
-    def _authorized(self, access, request: Request, key: str, since, gone) -> None:
-        refusal = self.refusal(access)
-        if refusal is not None:
-            write_error(request, refusal)
-            return
-        d = self.live.hub.room(access.room)
-        d.addCallback(self._upgrade, access, request, key, since, gone)
-        return d
-
-    def _upgrade(self, room, access, request: Request, key: str, since, gone) -> None:
-        if gone or request.channel is None or request.channel.transport is None:
-            return  # the client left while we were checking
-        protocol = ChatWebSocket(self.live, room, access.user, since)
-        response = SWITCHING_PROTOCOLS % accept_token(key)
-        # wsproto's own handshake would parse the request again with h11 (measured as
-        # two fifths of the CPU of a connect); the request is already parsed and checked.
-        connection = WSConnection(ConnectionType.SERVER)
-        wire = LimitedWireProtocol(connection, serverBootstrap, protocol)
-        wire.max_message_bytes = settings.CHAT_MAX_FRAME_BYTES
-        transport = request.channel.transport
-        request.channel._protocolUpgradeForWebsockets(wire)
-        transport.write(response)
-        protocol.negotiationFinished()
-
-    def _failed(self, failure, request: Request) -> None:
-        logger.warning("websocket handshake failed: %s", failure.getErrorMessage())
-        write_error(request, ErrorCode.UNAVAILABLE)
+    connection = ChatWebSocket

@@ -7,8 +7,9 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from chat.live.events import OutboundEvent
+from chat.live.publish import AccessChange
 from chat.live.records import RoomInfo, SendResult, UserInfo
-from chat.live.store import StoreUnavailable
+from chat.live.store import Recheck, StoreUnavailable
 
 ALICE = UserInfo(1, "alice")
 BOB = UserInfo(2, "bob")
@@ -19,9 +20,18 @@ def event(seq: int, room: str = "lobby") -> dict:
 
 
 class FakeStore:
-    """The Store interface over a list; ``hold_reads`` parks reads until released."""
+    """The Store interface over a list; ``hold_reads`` parks reads until released.
+
+    Access, for ``recheck``: a room is public unless ``private`` lists its members; an
+    account in ``inactive`` may read nothing; ``sessions`` says whom a session signs in.
+    """
 
     def __init__(self) -> None:
+        self.private: dict[str, set[int]] = {}
+        self.inactive: set[int] = set()
+        self.sessions: dict[str, int | None] = {}
+        self.rechecks: list[tuple[dict, set]] = []
+        self.fail_rechecks = False
         self.log: dict[str, list[dict]] = {"lobby": []}
         self.hold_reads = False
         self.held: list[tuple[defer.Deferred, list[dict]]] = []
@@ -39,8 +49,29 @@ class FakeStore:
     def room(self, slug: str):
         if slug not in self.log:
             return defer.succeed(None)
+        return defer.succeed(self._info(slug))
+
+    def _info(self, slug: str) -> RoomInfo:
         last = self.log[slug][-1]["seq"] if self.log[slug] else 0
-        return defer.succeed(RoomInfo(1, slug, True, False, last))
+        return RoomInfo(1, slug, slug not in self.private, False, last)
+
+    def recheck(self, rooms, sessions=()):
+        self.rechecks.append(({slug: set(ids) for slug, ids in rooms.items()}, set(sessions)))
+        if self.fail_rechecks:
+            return defer.fail(StoreUnavailable())
+        answer = {}
+        for slug, ids in rooms.items():
+            if slug not in self.log:
+                answer[slug] = (None, frozenset())
+                continue
+            members = self.private.get(slug)
+            allowed = {
+                u
+                for u in ids
+                if u not in self.inactive and (members is None or (u is not None and u in members))
+            }
+            answer[slug] = (self._info(slug), frozenset(allowed))
+        return defer.succeed(Recheck(answer, {key: self.sessions.get(key) for key in sessions}))
 
     def read_since(self, room: RoomInfo, after: int, limit: int = 500):
         self.reads += 1
@@ -82,6 +113,7 @@ class RecordingBus:
 
     def __init__(self) -> None:
         self.published: list[dict] = []
+        self.announced: list[AccessChange] = []
         self.followed: set[str] = set()
 
     def start(self, listener) -> None:
@@ -92,6 +124,9 @@ class RecordingBus:
 
     def publish(self, event: OutboundEvent) -> None:
         self.published.append(event.event)
+
+    def announce(self, change: AccessChange) -> None:
+        self.announced.append(change)
 
     def follow(self, slug: str) -> None:
         self.followed.add(slug)
@@ -128,8 +163,9 @@ class Recorder:
 
     transport_name = "test"
 
-    def __init__(self, user: UserInfo | None = None) -> None:
+    def __init__(self, user: UserInfo | None = None, session_key: str | None = None) -> None:
         self.user = user
+        self.session_key = session_key
         self.hello: int | None = None
         self.events: list[OutboundEvent] = []
         self.dropped: str | None = None

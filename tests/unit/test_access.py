@@ -14,24 +14,11 @@ from chat.models import Room
 
 
 @pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="pw-bob-123")
-
-
-@pytest.fixture
-def rooms(alice):
-    lobby = Room.objects.create(slug="lobby", name="Lobby")
-    secret = Room.objects.create(slug="secret", name="Secret", is_public=False)
-    secret.members.add(alice)
-    attic = Room.objects.create(slug="attic", name="Attic", is_archived=True)
+def rooms(rooms, alice):
+    """tests/unit/conftest.py's rooms, and a private archived one of alice's."""
     vault = Room.objects.create(slug="vault", name="Vault", is_public=False, is_archived=True)
     vault.members.add(alice)
-    return {r.slug: r for r in (lobby, secret, attic, vault)}
+    return {**rooms, "vault": vault}
 
 
 # (room, who) -> (may read, may post); who: alice is a member of the private rooms.

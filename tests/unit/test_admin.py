@@ -1,4 +1,7 @@
-"""The admin: rooms and members, and moderation by soft delete only."""
+"""The admin: rooms and members, and moderation by soft delete only.
+
+alice and the lobby are tests/unit/conftest.py's.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +14,7 @@ from chat.live import publish
 from chat.live.records import SendRequest
 from chat.models import Message, Room
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    # The manifest storage of DEBUG=0 needs collectstatic; these tests only need URLs.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_static_storage")]
 
 
 @pytest.fixture
@@ -33,13 +27,9 @@ def published():
 
 
 @pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def lobby(alice):
-    room = Room.objects.create(slug="lobby", name="Lobby")
+def lobby(lobby, alice):
+    """tests/unit/conftest.py's lobby, with three messages of alice's."""
+    room = lobby
     log.append_messages(
         [SendRequest("lobby", alice.id, "alice", body, None) for body in ("one", "two", "three")]
     )

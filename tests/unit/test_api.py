@@ -1,4 +1,7 @@
-"""The JSON API: /api/rooms/ and /api/rooms/<slug>/messages/ (PROTOCOL.md)."""
+"""The JSON API: /api/rooms/ and /api/rooms/<slug>/messages/ (PROTOCOL.md).
+
+The accounts (alice, mallory) and rooms (lobby, secret, attic) are tests/unit/conftest.py's.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from django.test import Client
 
 from chat import log
 from chat.live.records import ErrorCode, SendRequest, error_body
-from chat.models import Message, Room
+from chat.models import Message
 
 pytestmark = pytest.mark.django_db
 
@@ -16,25 +19,6 @@ ROOMS_URL = "/api/rooms/"
 
 def history_url(slug: str) -> str:
     return f"/api/rooms/{slug}/messages/"
-
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def mallory(django_user_model):
-    return django_user_model.objects.create_user("mallory", password="pw-mallory-123")
-
-
-@pytest.fixture
-def rooms(alice):
-    lobby = Room.objects.create(slug="lobby", name="Lobby", description="Everyone")
-    secret = Room.objects.create(slug="secret", name="Secret", is_public=False)
-    secret.members.add(alice)
-    attic = Room.objects.create(slug="attic", name="Attic", is_archived=True)
-    return {"lobby": lobby, "secret": secret, "attic": attic}
 
 
 def post_messages(user, slug: str, count: int) -> None:
@@ -80,7 +64,7 @@ def test_rooms_entry_shape(client, rooms, alice):
     assert by_slug["lobby"] == {
         "slug": "lobby",
         "name": "Lobby",
-        "description": "Everyone",
+        "description": "Everyone's welcome",
         "is_public": True,
         "is_archived": False,
         "last_seq": 3,

@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from chat.live.bus import LocalBus, LocalPresenceStore
 from chat.live.events import OutboundEvent
+from chat.live.publish import AccessChange
 from chat.live.ratelimit import RateLimiter, SharedRateLimiter
 from chat.live.records import RateLimit
 from chat.live.redis_bus import (
@@ -75,8 +76,12 @@ class Listener:
 
     def __init__(self) -> None:
         self.delivered: list[OutboundEvent] = []
+        self.changes: list[AccessChange] = []
         self.reconnects = 0
         self.remote: list[tuple[str, frozenset[str]]] = []
+
+    def access_changed(self, change: AccessChange) -> None:
+        self.changes.append(change)
 
     def deliver(self, event: OutboundEvent) -> None:
         self.delivered.append(event)
@@ -148,16 +153,16 @@ def test_a_pubsub_reconnect_resubscribes_every_room_then_catches_up(pieces):
     bus.follow("lobby")  # not connected yet: remembered
     first = FakePubSub()
     link._ready("pubsub", first)
-    assert first.channels == {"t:room:lobby"} and listener.reconnects == 1
+    assert first.channels == {"t:access", "t:room:lobby"} and listener.reconnects == 1
     link._lost("pubsub", first)
     assert link.pubsub is None
     bus.follow("other")
     bus.unfollow("lobby")
     again = FakePubSub()
     link._ready("pubsub", again)
-    assert again.channels == {"t:room:other"} and listener.reconnects == 2
+    assert again.channels == {"t:access", "t:room:other"} and listener.reconnects == 2
     bus.follow("third")
-    assert again.channels == {"t:room:other", "t:room:third"}
+    assert again.channels == {"t:access", "t:room:other", "t:room:third"}
 
 
 def test_an_event_from_redis_is_delivered_with_the_bytes_it_came_in(pieces):
@@ -183,6 +188,65 @@ def test_publish_goes_to_the_room_channel_only_while_connected(pieces, redis):
     pieces.bus.publish(event)  # the others catch up from the database
     assert len(redis.published) == 1
     assert pieces.listener.delivered == []  # this process delivers its own (the hub)
+
+
+# -- access changes (PROTOCOL.md "Losing access") ------------------------------------------
+
+
+CHANGES = [
+    AccessChange.room_changed("secret", (2, 1)),
+    AccessChange.room_changed("secret"),
+    AccessChange.accounts_changed((7,)),
+    AccessChange.session_ended("abc123", 2),
+    AccessChange.session_ended("abc123", None),
+]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_an_access_change_goes_to_every_process_on_the_access_channel(pieces, redis, change):
+    pieces.bus.announce(change)
+    ((channel, data),) = redis.published
+    assert channel == "t:access"  # one channel for all: not the room's
+    assert pieces.listener.changes == []  # the hub applied its own already
+    pieces.bus.received(data)
+    assert pieces.listener.changes == []  # and its own copy from Redis is not applied again
+    note = json.loads(data)
+    note["node"] = "another-process"
+    pieces.bus.received(json.dumps(note).encode())
+    assert pieces.listener.changes == [change]
+    assert pieces.listener.delivered == []  # a change is never an event
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        None,
+        [],
+        {"kind": "room"},
+        {"kind": "room", "room": 5},
+        {"kind": "room", "room": "x", "users": [True]},
+        {"kind": "room", "room": "x", "users": "1"},
+        {"kind": "accounts", "users": []},
+        {"kind": "session", "session": ""},
+        {"kind": "everything"},
+    ],
+)
+def test_a_malformed_access_change_is_ignored(pieces, change):
+    note = {"type": "access_change", "node": "another-process", "change": change}
+    pieces.bus.received(json.dumps(note).encode())
+    assert pieces.listener.changes == [] and pieces.listener.delivered == []
+
+
+def test_changes_announced_while_redis_is_away_are_published_when_it_is_back(pieces, redis):
+    pieces.link._lost("commands", redis)
+    for n in range(1005):
+        pieces.bus.announce(AccessChange.room_changed(f"room-{n}"))
+    assert redis.published == []
+    pieces.link._ready("commands", redis)
+    rooms = [json.loads(data)["change"]["room"] for _channel, data in redis.published]
+    assert rooms == [f"room-{n}" for n in range(5, 1005)]  # bounded: the oldest dropped
+    pieces.bus.announce(AccessChange.room_changed("after"))
+    assert json.loads(redis.published[-1][1])["change"]["room"] == "after"
 
 
 def test_shared_users_are_a_timestamped_field_and_a_note_on_the_room_channel(pieces, redis, wall):

@@ -1,82 +1,33 @@
 """The hub's ordering, replay, presence and long-poll logic, on a fake clock, no sockets.
 
 The store is an in-memory stand-in whose reads can be held open, so the tests can put
-live events exactly in the window between a replay's read and its answer.
+live events exactly in the window between a replay's read and its answer. The clock, the
+store, the bus and ``hub``/``make_hub`` are tests/unit/conftest.py's.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import pytest
 from live_fakes import (
     ALICE,
     BOB,
-    FakeStore,
     Recorder,
-    RecordingBus,
-    RecordingPresenceStore,
     event,
     fired,
 )
 from twisted.internet import defer
-from twisted.internet.testing import MemoryReactorClock
 
 from chat.live.events import OutboundEvent
 from chat.live.hub import RoomHub
 from chat.live.limits import LiveLimits
-from chat.live.ratelimit import RateLimiter
-from chat.live.records import RateLimit, RoomInfo, SendResult, UserInfo
+from chat.live.records import RoomInfo, SendResult, UserInfo
 
 LIMITS = LiveLimits()
 
 
 @pytest.fixture
-def clock():
-    return MemoryReactorClock()
-
-
-@pytest.fixture
-def store():
-    return FakeStore()
-
-
-@pytest.fixture
-def bus():
-    return RecordingBus()
-
-
-@pytest.fixture
-def presence_store():
-    return RecordingPresenceStore()
-
-
-@pytest.fixture
 def published(bus):
     return bus.published
-
-
-@pytest.fixture
-def make_hub(clock, store, bus, presence_store):
-    """``make_hub(**limits)``: a hub whose limits differ from the defaults as given."""
-
-    def make(**limits) -> RoomHub:
-        return RoomHub(
-            clock,
-            store,
-            bus=bus,
-            presence=presence_store,
-            rate_limiter=RateLimiter(RateLimit(3, 10.0), clock=clock.seconds),
-            max_message_chars=100,
-            limits=dataclasses.replace(LIMITS, **limits),
-        )
-
-    return make
-
-
-@pytest.fixture
-def hub(make_hub):
-    return make_hub()
 
 
 def load(hub: RoomHub, slug: str = "lobby"):

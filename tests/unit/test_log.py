@@ -1,4 +1,8 @@
-"""chat.log: seq allocation, idempotency, permissions, soft delete and reads."""
+"""chat.log: seq allocation, idempotency, permissions, soft delete and reads.
+
+The accounts (alice, bob) and rooms (lobby; secret, alice's; attic, archived) are
+tests/unit/conftest.py's.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +13,6 @@ from chat.live.records import SendRequest
 from chat.models import Message, Room
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="pw-bob-123")
-
-
-@pytest.fixture
-def lobby():
-    return Room.objects.create(slug="lobby", name="Lobby")
-
-
-@pytest.fixture
-def secret(alice):
-    room = Room.objects.create(slug="secret", name="Secret", is_public=False)
-    room.members.add(alice)
-    return room
-
-
-@pytest.fixture
-def attic():
-    return Room.objects.create(slug="attic", name="Attic", is_archived=True)
 
 
 def send(user, body: str, room: str = "lobby", client_id: str | None = None, **kw) -> SendRequest:

@@ -1,4 +1,7 @@
-"""The pages: room list, room page (the DOM contract of chat.js), signup, login, logout."""
+"""The pages: room list, room page (the DOM contract of chat.js), signup, login, logout.
+
+The accounts (alice, mallory) and rooms (lobby, secret, attic) are tests/unit/conftest.py's.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +13,10 @@ from chat import log
 from chat.live.records import SendRequest
 from chat.models import Message, Room
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_static_storage")]
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-PASSWORD = "correct-horse-battery-9"
-
-
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    # The manifest storage of DEBUG=0 needs collectstatic; these tests only need URLs.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
+PASSWORD = "correct-horse-battery-9"  # of the accounts these tests sign up
 
 
 class Element:
@@ -99,27 +93,6 @@ class Page(HTMLParser):
 def page_of(response) -> Element:
     assert response.status_code == 200
     return Page(response.content.decode()).root
-
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
-
-
-@pytest.fixture
-def mallory(django_user_model):
-    return django_user_model.objects.create_user("mallory", password=PASSWORD)
-
-
-@pytest.fixture
-def rooms(alice):
-    lobby = Room.objects.create(slug="lobby", name="Lobby", description="Everyone's welcome")
-    secret = Room.objects.create(
-        slug="secret", name="Secret Garden", description="Hush", is_public=False
-    )
-    secret.members.add(alice)
-    attic = Room.objects.create(slug="attic", name="Attic", is_archived=True)
-    return {"lobby": lobby, "secret": secret, "attic": attic}
 
 
 def say(user, body: str, room: str = "lobby", client_id: str | None = None) -> int:
@@ -417,7 +390,7 @@ def test_signup_with_errors_shows_the_form_again(client, django_user_model, alic
     assert "_auth_user_id" not in client.session
 
 
-def test_login_page_and_login(client, alice):
+def test_login_page_and_login(client, alice, user_password):
     root = page_of(client.get("/accounts/login/?next=/rooms/lobby/"))
     form = root.find("form", "stack-form")
     assert form.attrs["method"] == "post"
@@ -427,15 +400,15 @@ def test_login_page_and_login(client, alice):
 
     response = client.post(
         "/accounts/login/",
-        {"username": "alice", "password": PASSWORD, "next": "/rooms/lobby/"},
+        {"username": "alice", "password": user_password, "next": "/rooms/lobby/"},
     )
     assert response.status_code == 302
     assert response["Location"] == "/rooms/lobby/"
     assert client.session["_auth_user_id"] == str(alice.pk)
 
 
-def test_login_without_next_goes_home(client, alice):
-    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+def test_login_without_next_goes_home(client, alice, user_password):
+    response = client.post("/accounts/login/", {"username": "alice", "password": user_password})
     assert response["Location"] == "/"
 
 
@@ -456,9 +429,9 @@ def test_logout_is_a_post_and_signs_out(client, alice):
     assert "_auth_user_id" not in client.session
 
 
-def test_csrf_is_enforced_on_the_account_forms(alice):
+def test_csrf_is_enforced_on_the_account_forms(alice, user_password):
     from django.test import Client
 
     strict = Client(enforce_csrf_checks=True)
-    response = strict.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    response = strict.post("/accounts/login/", {"username": "alice", "password": user_password})
     assert response.status_code == 403

@@ -1,5 +1,6 @@
 """One live room on its own: the seams of ordering, replay and long-poll that the hub's tests
-reach only through the registry. Fake clock, in-memory store, no sockets.
+reach only through the registry. Fake clock, in-memory store (tests/unit/conftest.py's),
+no sockets.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import dataclasses
 
 import pytest
 from live_fakes import ALICE, FakeStore, Recorder, event, fired
-from twisted.internet.testing import MemoryReactorClock
 
 from chat.live.events import OutboundEvent
 from chat.live.limits import LiveLimits
@@ -35,16 +35,6 @@ class Room:
     def _maybe_idle(self, room: LiveRoom) -> None:
         assert room is self.room
         self.idle_checks += 1
-
-
-@pytest.fixture
-def clock():
-    return MemoryReactorClock()
-
-
-@pytest.fixture
-def store():
-    return FakeStore()
 
 
 @pytest.fixture
