@@ -6,6 +6,8 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from chat.live.compat import thread_pool_backlog
+
 REQUESTS = Counter(
     "parley_http_requests_total", "HTTP requests answered, by status code.", ["status"]
 )
@@ -38,15 +40,22 @@ class ThreadPoolCollector(Collector):
         queued = GaugeMetricFamily(
             f"parley_{self.name}_queued", f"{self.name} jobs waiting for a free thread."
         )
-        queued.add_metric([], self.pool._queue.qsize())
+        queued.add_metric([], thread_pool_backlog(self.pool))
         size = GaugeMetricFamily(f"parley_{self.name}_threads", f"{self.name} pool size.")
         size.add_metric([], self.pool.max)
         return [busy, queued, size]
 
 
+# The collector registered for each pool name (REGISTRY has no public lookup).
+_POOL_COLLECTORS: dict[str, ThreadPoolCollector] = {}
+
+
 def register_pool(name: str, pool) -> None:
     """Expose a thread pool's load; replaces an earlier pool of the same name (tests)."""
-    for collector in list(REGISTRY._collector_to_names):
-        if isinstance(collector, ThreadPoolCollector) and collector.name == name:
-            REGISTRY.unregister(collector)
-    REGISTRY.register(ThreadPoolCollector(name, pool))
+    earlier = _POOL_COLLECTORS.pop(name, None)
+    if earlier is not None:
+        REGISTRY.unregister(earlier)
+    collector = ThreadPoolCollector(name, pool)
+    # Registered before it is remembered: if registering fails, nothing stale is kept.
+    REGISTRY.register(collector)
+    _POOL_COLLECTORS[name] = collector

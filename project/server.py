@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from twisted.web.wsgi import WSGIResource
 
+from chat.live.compat import thread_pool_backlog, thread_pool_quit
 from project import metrics
 from project.backpressure import guard_wsgi_close
 from project.env import parse_networks
@@ -65,7 +66,7 @@ class WSGIThreadPool(ThreadPool):
     def stop(self) -> None:
         self.joined = True
         self.started = False
-        self._team.quit()
+        thread_pool_quit(self)
 
 
 class DjangoFallback(Resource):
@@ -186,7 +187,7 @@ def build_site(
             "wsgi": {
                 "threads": wsgi_pool.max,
                 "busy": len(wsgi_pool.working),
-                "queued": wsgi_pool._queue.qsize(),
+                "queued": thread_pool_backlog(wsgi_pool),
             }
         }
         if health_details is not None:

@@ -217,6 +217,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
 CHAT_REDIS_PREFIX = os.environ.get("CHAT_REDIS_PREFIX", "parley").strip() or "parley"
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 4000, minimum=1)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 65536, minimum=1024)
+# Live connections one user (or one anonymous address) may hold in one process.
+CHAT_MAX_CONNECTIONS_PER_USER = env_int("CHAT_MAX_CONNECTIONS_PER_USER", 50, minimum=1)
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10s"))
 
 LOGGING = {

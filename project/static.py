@@ -42,12 +42,15 @@ from django.contrib.staticfiles import finders
 from twisted.internet.interfaces import IPullProducer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
-from whitenoise.base import WhiteNoise
-from whitenoise.middleware import WhiteNoiseMiddleware
-from whitenoise.responders import NOT_ALLOWED_RESPONSE, Response
-from whitenoise.string_utils import ensure_leading_trailing_slash
 from zope.interface import implementer
 
+from chat.live.compat import (
+    NOT_ALLOWED_RESPONSE,
+    Response,
+    WhiteNoise,
+    WhiteNoiseMiddleware,
+    ensure_leading_trailing_slash,
+)
 from project.static_responses import ParleyStaticFile
 
 # One read per pull, as twisted.web.static does: small enough that reading it on the

@@ -17,7 +17,7 @@ from email.utils import parsedate
 from http import HTTPStatus
 from typing import IO
 
-from whitenoise.responders import (
+from chat.live.compat import (
     NOT_ALLOWED_RESPONSE,
     NOT_MODIFIED_HEADERS,
     Response,
