@@ -219,6 +219,9 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 4000, minimum=1)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 65536, minimum=1024)
 # Live connections one user (or one anonymous address) may hold in one process.
 CHAT_MAX_CONNECTIONS_PER_USER = env_int("CHAT_MAX_CONNECTIONS_PER_USER", 50, minimum=1)
+# Every live room is compared with the database (missed events, access changes made by a
+# process without a reactor) this often, in seconds (chat/live/service.py).
+CHAT_ROOM_CHECK_SECONDS = env_int("CHAT_ROOM_CHECK_SECONDS", 5, minimum=1)
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10s"))
 
 LOGGING = {

@@ -57,7 +57,10 @@ class LiveService:
         # Every live connection past its checks, by transport and by user (their bound).
         self.open_connections = OpenConnections.from_settings(settings)
         self._loops = [
-            self._every(CHECK_ROOMS_INTERVAL, self.hub.check_rooms),
+            self._every(
+                getattr(settings, "CHAT_ROOM_CHECK_SECONDS", CHECK_ROOMS_INTERVAL),
+                self.hub.check_rooms,
+            ),
             self._every(WS_PING_INTERVAL, lambda: self.open_connections.heartbeat("websocket")),
             self._every(SSE_PING_INTERVAL, lambda: self.open_connections.heartbeat("sse")),
         ]
