@@ -27,8 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from parley_testing import ServerProcess, create_user
-from test_server import parse_response, raw_exchange
-from test_static_http import raw_request
+from raw_http import parse_response, raw_exchange, raw_request
 
 HISTORY = b"GET /api/rooms/lobby/messages/?limit=200 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

@@ -29,6 +29,7 @@ import uuid
 import httpx
 import pytest
 from parley_testing import REPO, ServerProcess, create_user, login_client
+from raw_http import parse_response, raw_exchange
 
 PASSWORD = "pw-server-tests-8812"
 SLOW_SITE_ENV = {"DJANGO_SETTINGS_MODULE": "slow_site.settings", "PYTHONPATH": str(REPO / "tests")}
@@ -54,24 +55,6 @@ def unique(prefix: str) -> str:
 
 def access_lines(server: ServerProcess, uri: str) -> list[re.Match]:
     return [m for m in CLF_LINE.finditer(server.log()) if m.group("uri") == uri]
-
-
-def raw_exchange(server: ServerProcess, payloads: list[bytes], timeout: float = 5.0) -> bytes:
-    """Send ``payloads`` on one connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
-        for payload in payloads:
-            sock.sendall(payload)
-        received = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not data:
-                return received
-            received += data
-        raise AssertionError(f"connection still open after {timeout}s; got {received!r}")
 
 
 def shell(server: ServerProcess, code: str) -> str:
@@ -336,14 +319,6 @@ def test_a_request_whose_client_closes_right_after_the_body_is_logged(slow_serve
 
 
 # --- request bodies over MAX_REQUEST_BYTES (2048 on slow_server) -----------------------
-
-
-def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    return status, headers, body
 
 
 def test_413_for_a_declared_length_without_reading_the_body(slow_server):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import django.contrib.admin
 import httpx
 import pytest
 from parley_testing import ServerProcess
+from raw_http import raw_request
 
 SECRET = b"TOP-SECRET-OUTSIDE-THE-ROOT"
 BIG_SIZE = 24 * 1024 * 1024
@@ -73,21 +73,6 @@ def planted(live_server, tmp_path_factory):
     server.start()
     yield server, root, big
     server.kill()
-
-
-def raw_request(
-    url: str, target: str, method: str = "GET", headers: dict | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    """Send ``target`` exactly as given (no normalisation of ``..`` or ``//``)."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        connection.request(method, target, headers=headers or {})
-        response = connection.getresponse()
-        body = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        connection.close()
 
 
 # --- ordinary files ---------------------------------------------------------------------
