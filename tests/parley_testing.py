@@ -133,3 +133,17 @@ def create_user(server: ServerProcess, username: str, password: str, staff: bool
         f"u = User.objects.create_user({username!r}, password={password!r});"
         f"u.is_staff = u.is_superuser = {staff!r}; u.save()",
     )
+
+
+def wait_for_js(page, expression: str, timeout: float = 15.0) -> None:
+    """Wait until ``expression`` is truthy in a Playwright ``page``.
+
+    Playwright's own ``wait_for_function`` polls with the page's ``eval``, which Parley's
+    Content-Security-Policy (no 'unsafe-eval') refuses; ``page.evaluate`` runs through
+    the browser's debugging protocol, which the CSP does not govern.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expression!r} still false after {timeout}s")
+        time.sleep(0.05)

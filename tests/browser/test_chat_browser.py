@@ -10,7 +10,7 @@ import re
 import uuid
 
 import pytest
-from parley_testing import ServerProcess, create_user
+from parley_testing import ServerProcess, create_user, wait_for_js
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -309,7 +309,7 @@ def test_reconnects_after_restart_and_resends_queued_message(make_server, chat_u
         expect_delivered(page, queued)
         expect_delivered(page, seen)
     # A fallback taken while the server was down does not stick once it is back.
-    alice.page.wait_for_function("window.parley.transport() === 'websocket'")
+    wait_for_js(alice.page, "window.parley.transport() === 'websocket'")
 
 
 def test_falls_back_to_sse_when_websocket_is_blocked(chat_user, make_room):

@@ -7,6 +7,7 @@ import contextlib
 import uuid
 
 import pytest
+from parley_testing import wait_for_js
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
@@ -77,7 +78,7 @@ def test_a_violation_would_be_seen(chat_user):
     # what counts here.
     with contextlib.suppress(PlaywrightError):
         bob.page.add_script_tag(content="window.__ran = true;")
-    bob.page.wait_for_function("window.__csp.length > 0")
+    wait_for_js(bob.page, "window.__csp.length > 0")
     assert bob.page.evaluate("window.__ran === undefined")
     found = violations(bob.page, complaints)
     assert any("script-src" in item for item in found), found
