@@ -34,7 +34,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 DURABLE_TYPES = ("message", "deleted")
 # One line per request drowns the interesting part of a failure report.
@@ -513,6 +513,17 @@ class WSClient(_Recorder):
 
 
 # --------------------------------------------------------------------------- SSE
+
+
+async def handshake_refusal(server, slug: str, account: Account | None) -> int | None:
+    """The HTTP status a new WebSocket to ``slug`` is refused with, or None when it is let
+    in (it is closed again at once)."""
+    try:
+        ws = await WSClient.connect(server, slug, account)
+    except InvalidStatus as error:
+        return error.response.status_code
+    await ws.close()
+    return None
 
 
 @dataclass

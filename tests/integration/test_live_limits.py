@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from live_clients import SSEClient, WSClient, provision, run, shared_server
+from live_clients import SSEClient, WSClient, handshake_refusal, provision, run, shared_server
 from websockets.exceptions import InvalidStatus
 
 from chat.live.connections import DEFAULT_MAX_CONNECTIONS_PER_USER
@@ -31,16 +31,6 @@ def connections(server) -> dict[str, int]:
     response = httpx.get(server.url + "/healthz", timeout=5, trust_env=False)
     assert response.status_code == 200, response.text
     return response.json()["connections"]
-
-
-async def refusal(server, slug: str, account) -> int | None:
-    """The status a new WebSocket gets (None: it was let in, and is closed again)."""
-    try:
-        ws = await WSClient.connect(server, slug, account)
-    except InvalidStatus as error:
-        return error.response.status_code
-    await ws.close()
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +63,9 @@ def test_one_user_may_hold_fifty_connections_the_next_is_429_and_a_close_lets_on
             sse = await SSEClient.connect(server, slug, many)  # SSE counts too
             assert sse.status == 429, sse.body[:200]
             assert b'"rate_limited"' in sse.body
-            assert await refusal(server, slug, other) is None  # another user is not bound
+            assert (
+                await handshake_refusal(server, slug, other) is None
+            )  # another user is not bound
             # The ones held keep working.
             seq = await held[0].send_and_ack("still here", f"lim-{TAG}")
             await held[-1].wait_seq(seq)
@@ -85,10 +77,10 @@ def test_one_user_may_hold_fifty_connections_the_next_is_429_and_a_close_lets_on
                     break
                 await asyncio.sleep(0.05)  # until the server has seen the close
             assert sse.status == 200, sse.body[:200]
-            assert await refusal(server, slug, many) == 429  # and it holds it
+            assert await handshake_refusal(server, slug, many) == 429  # and it holds it
             await sse.close()
             for _ in range(50):
-                status = await refusal(server, slug, many)
+                status = await handshake_refusal(server, slug, many)
                 if status is None:
                     break
                 await asyncio.sleep(0.05)

@@ -21,13 +21,14 @@ from live_clients import (
     PollClient,
     SSEClient,
     WSClient,
+    handshake_refusal,
     history,
     login,
     provision,
     run,
     shared_server,
 )
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 PASSWORD = "pw-revocation-5521"
 WITHIN = 1.0  # PROTOCOL.md: every live connection that lost access ends within 1 s
@@ -132,16 +133,6 @@ class Watch:
 ENDED = {"ws": 4403, "sse": "ended", "poll": 403}
 
 
-async def refused(server, slug: str, account) -> int | None:
-    """The status a new WebSocket gets (None: it was let in)."""
-    try:
-        ws = await WSClient.connect(server, slug, account)
-    except InvalidStatus as error:
-        return error.response.status_code
-    await ws.close()
-    return None
-
-
 def test_a_member_removed_in_the_admin_loses_every_live_connection_at_once(world):
     server, slug = world.server, "rev-removed"
     alice, bob = world.accounts["alice"], world.accounts["bob"]
@@ -151,7 +142,9 @@ def test_a_member_removed_in_the_admin_loses_every_live_connection_at_once(world
         alice_ws = await WSClient.connect(server, slug, alice)
         await alice_ws.wait_for(is_type("hello"), what="hello")
         try:
-            assert await refused(server, slug, bob) is None  # answer cached as "may read"
+            assert (
+                await handshake_refusal(server, slug, bob) is None
+            )  # answer cached as "may read"
             await admin_change_room(world, slug, public=False, members=["alice"])
             removed_at = time.monotonic()
             # Sent at once, perhaps before the close arrives: the append re-checks the
@@ -159,7 +152,7 @@ def test_a_member_removed_in_the_admin_loses_every_live_connection_at_once(world
             with contextlib.suppress(ConnectionClosed):
                 await bob_watch.ws.send("after removal", "bob-after")
             outcome = await bob_watch.ended(removed_at)
-            new_ws = await refused(server, slug, bob)
+            new_ws = await handshake_refusal(server, slug, bob)
             post = await bob_watch.poll.post("by long-poll", "bob-post")
             seq = await alice_ws.send_and_ack("alice stays", "alice-1")
             await alice_ws.wait_seq(seq)
@@ -187,14 +180,14 @@ def test_a_room_made_private_ends_its_anonymous_readers_at_once(world):
         alice_ws = await WSClient.connect(server, slug, alice)
         await alice_ws.wait_for(is_type("hello"), what="hello")
         try:
-            assert await refused(server, slug, None) is None
+            assert await handshake_refusal(server, slug, None) is None
             await admin_change_room(world, slug, public=False, members=["alice"])
             outcome = await anonymous.ended(time.monotonic())
             seq = await alice_ws.send_and_ack("members only now", "alice-private")
             await alice_ws.wait_seq(seq)
             got = {
                 **outcome,
-                "new ws": await refused(server, slug, None),
+                "new ws": await handshake_refusal(server, slug, None),
                 "alice": "open" if not alice_ws.closed else alice_ws.describe_close(),
             }
             assert got == {**ENDED, "new ws": 403, "alice": "open"}, got
@@ -225,7 +218,7 @@ def test_logging_out_ends_the_connections_opened_with_that_session(world):
             await asyncio.sleep(0.2)  # a wrongly ended other session would be closed by now
             got = {
                 **outcome,
-                "new ws": await refused(server, slug, this_session),
+                "new ws": await handshake_refusal(server, slug, this_session),
                 "other session": "open" if not other_ws.closed else other_ws.describe_close(),
             }
             assert got == {**ENDED, "new ws": 403, "other session": "open"}, got
@@ -256,7 +249,7 @@ def test_a_removal_made_without_a_reactor_ends_connections_at_the_room_check(wor
             code = await bob_ws.wait_closed(timeout=ROOM_CHECK + 1.5)
             got = {
                 "ws": code,
-                "new ws": await refused(server, slug, bob),
+                "new ws": await handshake_refusal(server, slug, bob),
                 "alice": "open" if not alice_ws.closed else alice_ws.describe_close(),
             }
             assert got == {"ws": 4403, "new ws": 403, "alice": "open"}, got
