@@ -49,24 +49,38 @@ class ServerProcess:
         offset = len(self.log())
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(REPO / "serve.py"), "--port", str(port), *self.args],
+                [sys.executable, str(REPO / "serve.py"), *self.command(port)],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                pass_fds=self.pass_fds,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            match = _SERVING.search(self.log()[offset:])
-            if match:
-                self.url = match.group(1)
-                self.port = int(self.url.rsplit(":", 1)[1])
+            if self.announced(self.log()[offset:]):
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve.py exited {self.proc.returncode}:\n{self.log()}")
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"serve.py did not start in {timeout}s:\n{self.log()}")
+
+    # Descriptors the server inherits (a test's systemd-style socket, say).
+    pass_fds: tuple[int, ...] = ()
+
+    def command(self, port: int) -> list[str]:
+        """serve.py's arguments for one start."""
+        return ["--port", str(port), *self.args]
+
+    def announced(self, log: str) -> bool:
+        """Whether ``log`` (this start's part) says the server is serving; sets ``url``."""
+        match = _SERVING.search(log)
+        if match is None:
+            return False
+        self.url = match.group(1)
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return True
 
     def restart(self, timeout: float = 60.0) -> ServerProcess:
         """Start again on the same port (after stop() or kill())."""

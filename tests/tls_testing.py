@@ -10,7 +10,6 @@ import re
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -72,35 +71,21 @@ class AnyServer(ServerProcess):
 
     addresses: list[str]
     verify: ssl.SSLContext | bool = True
-    pass_fds: tuple[int, ...] = ()
 
     def client(self, **kwargs) -> httpx.Client:
         kwargs.setdefault("verify", self.verify)
         return super().client(**kwargs)
 
-    def start(self, timeout: float = 60.0, port: int = 0) -> AnyServer:
-        offset = len(self.log())
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(REPO / "serve.py"), *self.args],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=self.pass_fds,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = _ANNOUNCED.search(self.log()[offset:])
-            if match:
-                self.addresses = [part.strip() for part in match.group(1).split(" and ")]
-                self.url = self.addresses[0].rstrip("/")
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve.py exited {self.proc.returncode}:\n{self.log()}")
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"serve.py did not start in {timeout}s:\n{self.log()}")
+    def command(self, port: int) -> list[str]:
+        return list(self.args)  # every listener is in the flags
+
+    def announced(self, log: str) -> bool:
+        match = _ANNOUNCED.search(log)
+        if match is None:
+            return False
+        self.addresses = [part.strip() for part in match.group(1).split(" and ")]
+        self.url = self.addresses[0].rstrip("/")
+        return True
 
 
 def run_serve(args: list[str], env: dict[str, str], timeout: float = 60.0):
