@@ -82,9 +82,6 @@ def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
             if request.client_id is not None and key in claimed:
                 repeats.append((index, claimed[key]))
                 continue
-            if request.lookup_only:
-                results[index] = SendResult(error=ErrorCode.RATE_LIMITED)
-                continue
             if request.client_id is not None:
                 claimed[key] = index
             new_by_room.setdefault(request.room, []).append(index)

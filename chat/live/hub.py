@@ -223,14 +223,6 @@ class RoomHub:
     def typing(self, room: LiveRoom, sender: Subscriber) -> None:
         room.typing(sender)
 
-    def connections(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for room in self.rooms.values():
-            for subscriber in (*room.subscribers, *room.joining):
-                name = subscriber.transport_name
-                counts[name] = counts.get(name, 0) + 1
-        return counts
-
     def drop_all(self, reason: str) -> None:
         """Shutdown: end every subscription and answer every held long-poll."""
         for room in list(self.rooms.values()):

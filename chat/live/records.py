@@ -109,9 +109,6 @@ class SendRequest:
     username: str
     body: str
     client_id: str | None
-    # Over the rate limit: only answer with the seq of an already stored client_id,
-    # never append (a resend does not count against the limit; a new send does).
-    lookup_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,21 +149,6 @@ def test_unknown_room_is_not_found(alice, lobby):
     assert results[1].seq == 1
 
 
-def test_lookup_only_answers_stored_client_ids_and_never_appends(alice, lobby):
-    log.append_messages([send(alice, "kept", client_id="c-1")])
-    old, new, anonymous_id = log.append_messages(
-        [
-            send(alice, "resend", client_id="c-1", lookup_only=True),
-            send(alice, "new", client_id="c-2", lookup_only=True),
-            send(alice, "no id", lookup_only=True),
-        ]
-    )
-    assert (old.seq, old.error, old.created) == (1, None, False)
-    assert (new.seq, new.error) == (None, "rate_limited")
-    assert (anonymous_id.seq, anonymous_id.error) == (None, "rate_limited")
-    assert stored(lobby) == [(1, "message", "kept")]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_batch_hands_out_no_seq(alice, lobby, monkeypatch):
     """Seqs come from the inserting transaction: when it fails, nothing is used up."""
