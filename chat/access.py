@@ -8,7 +8,8 @@ moderators, direct rooms) is made once and holds on every transport.
 Today's rule (PROTOCOL.md "Rooms, membership and permissions"):
 
 - a public room may be read by anyone, even anonymous; a private room by its members;
-- a room may be posted in by a signed-in user who may read it, unless it is archived.
+- a room may be posted in by a signed-in user who may read it, unless it is archived;
+- staff moderate every room (delete any message).
 
 Everything takes user *ids* (None for anonymous), because the live side knows users
 only by id; ``user_id_of`` turns a Django user into one. A room is anything with ``id``,
@@ -80,6 +81,15 @@ def may_read(room: RoomLike, user_id: int | None) -> bool:
 def may_post(room: RoomLike, user_id: int | None) -> bool:
     """Archival included: an archived room is read-only for everyone."""
     return (room.id, user_id) in posters([(room, user_id)])
+
+
+def may_moderate(room: RoomLike, user_id: int | None) -> bool:
+    """Whether ``user_id`` may moderate ``room`` (delete anyone's message): staff, who are
+    moderators everywhere (PROTOCOL.md). Per-room moderators are the moderation issue's."""
+    if user_id is None:
+        return False
+    users = get_user_model()._default_manager
+    return users.filter(pk=user_id, is_staff=True).exists()
 
 
 def current_readers(pairs: Iterable[tuple[RoomLike, int | None]]) -> set[Pair]:

@@ -6,6 +6,15 @@ IMMEDIATE transactions lock the whole database), then its ``last_seq`` is advanc
 number of new events, so seqs are gap-free and ordered across threads and processes and
 are never handed out by anything but a committed transaction.
 
+Writes are sends, edits, deletions and reactions (``SendRequest.kind``): each appends one
+event (a no-op reaction none) and changes the target message's current state in the same
+transaction, so that history, the unread counts and the log never disagree. Bodies are
+rendered (chat/render.py) before the room rows are locked: rendering and the mention
+lookup are the slow part of a write, and the lock on SQLite is the whole database's.
+
+The readers are chat/history.py's (re-exported here: the store and the views read the
+log through this module).
+
 This module is plain Django: the chat store calls it from its own thread pool, the admin
 from a WSGI thread. It never runs on the reactor thread.
 """
@@ -13,14 +22,30 @@ from a WSGI thread. It never runs on the reactor thread.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
 from chat import access
-from chat.live.records import ErrorCode, SendRequest, SendResult
+from chat.history import read_events, read_message, read_page
+from chat.live.publish import AccessChange, announce_access
+from chat.live.records import ErrorCode, SendRequest, SendResult, WriteKind
 from chat.live.validation import check_stored_send
+from chat.log_state import Body, RoomAppend, Target
 from chat.models import Message, Room
+from chat.render import render
+
+__all__ = [
+    "allocate_seqs",
+    "append_events",
+    "delete_message",
+    "lock_rooms",
+    "read_events",
+    "read_message",
+    "read_page",
+]
 
 
 def allocate_seqs(room_id: int, count: int) -> int:
@@ -42,15 +67,16 @@ def lock_rooms(slugs: Sequence[str]) -> dict[str, Room]:
     return {room.slug: room for room in rooms}
 
 
-def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
-    """Append a batch of sends in ONE transaction (group commit); one result per request.
+def append_events(requests: Sequence[SendRequest]) -> list[SendResult]:
+    """Append a batch of writes in ONE transaction (group commit); one result per request.
 
-    Requests keep their order within a room, so sends pipelined by one sender get seqs in
+    Requests keep their order within a room, so writes pipelined by one sender get seqs in
     the order they were sent. A request whose (room, user, client_id) is already stored,
-    in the database or earlier in the same batch, gets the original seq and appends nothing.
-    A request with a field the database cannot store is answered with its error and left
-    out, so that it cannot fail the others' transaction (the hub refuses those first; this
-    is the door of the admin and the Python API, which come here directly).
+    in the database or earlier in the same batch, gets the original seq and appends
+    nothing. A request with a field the database cannot store is answered with its error
+    and left out, so that it cannot fail the others' transaction (the hub refuses those
+    first; this is the door of the admin and the REST API without a hub, which come here
+    directly).
     """
     results: list[SendResult | None] = [None] * len(requests)
     for index, request in enumerate(requests):
@@ -60,19 +86,26 @@ def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
     valid = [(index, r) for index, r in enumerate(requests) if results[index] is None]
     if not valid:
         return results  # type: ignore[return-value]
+    rendered = _render_bodies([r for _, r in valid])
+    joined: dict[str, set[int]] = {}
     with transaction.atomic():
         rooms = lock_rooms([r.room for _, r in valid])
-        allowed = access.posters((rooms[r.room], r.user_id) for _, r in valid if r.room in rooms)
+        pairs = [(rooms[r.room], r.user_id) for _, r in valid if r.room in rooms]
+        posters = access.posters(pairs)
+        readers = access.readers(pairs)
         stored = _stored_client_ids(rooms, [r for _, r in valid])
-        claimed: dict[tuple[int, int, str], int] = {}  # key -> index of its first send
-        repeats: list[tuple[int, int]] = []  # (index, index of the first send)
-        new_by_room: dict[str, list[int]] = {}
+        claimed: dict[tuple[int, int, str], int] = {}  # key -> index of its first write
+        repeats: list[tuple[int, int]] = []  # (index, index of the first write)
+        now = timezone.now()
+        appends: dict[str, RoomAppend] = {}
         for index, request in valid:
             room = rooms.get(request.room)
             if room is None:
                 results[index] = SendResult(error=ErrorCode.NOT_FOUND)
                 continue
-            if (room.id, request.user_id) not in allowed:
+            pair = (room.id, request.user_id)
+            may = readers if request.kind == WriteKind.DELETE else posters
+            if pair not in may:
                 results[index] = SendResult(error=ErrorCode.FORBIDDEN)
                 continue
             key = (room.id, request.user_id, request.client_id)
@@ -82,57 +115,148 @@ def append_messages(requests: Sequence[SendRequest]) -> list[SendResult]:
             if request.client_id is not None and key in claimed:
                 repeats.append((index, claimed[key]))
                 continue
-            if request.client_id is not None:
+            append = appends.get(room.slug)
+            if append is None:
+                append = appends[room.slug] = RoomAppend(room, now, valid_targets(room, valid))
+            result = _apply(append, request, rendered.get(id(request)))
+            results[index] = result
+            if result.created and request.client_id is not None:
                 claimed[key] = index
-            new_by_room.setdefault(request.room, []).append(index)
+            if result.created and request.kind == WriteKind.SEND and room.is_public:
+                joined.setdefault(room.slug, set()).add(request.user_id)
+        for append in appends.values():
+            append.flush()
+        _join_by_sending(rooms, joined, results, requests)
 
-        now = timezone.now()
-        rows: list[tuple] = []
-        for slug, indexes in new_by_room.items():
-            room = rooms[slug]
-            last = allocate_seqs(room.id, len(indexes))
-            for seq, index in enumerate(indexes, start=last - len(indexes) + 1):
-                request = requests[index]
-                rows.append((room.id, seq, request.user_id, request.body, request.client_id))
-                results[index] = SendResult(seq=seq, event=_message_event(slug, seq, request, now))
-        _insert_messages(rows, now)
-
-    # A client_id sent twice in one batch: the repeat gets the first send's seq.
+    # A client_id sent twice in one batch: the repeat gets the first write's seq.
     for index, first in repeats:
         results[index] = SendResult(seq=results[first].seq)
     return results  # type: ignore[return-value]
 
 
-_INSERT = (
-    "INSERT INTO chat_message (room_id, seq, kind, user_id, body, client_id, created_at) "
-    "VALUES (%s, %s, 'message', %s, %s, %s, %s)"
-)
-
-
-def _insert_messages(rows: list[tuple], created_at) -> None:
-    """One prepared INSERT run for every row (the hot path of a send).
-
-    bulk_create spent a fifth of a loaded server's time compiling SQL for each batch;
-    executemany reuses one statement. The row shape is Message's (see its fields).
-    """
-    if not rows:
-        return
-    stamp = connection.ops.adapt_datetimefield_value(created_at)
-    with connection.cursor() as cursor:
-        cursor.executemany(_INSERT, [(*row, stamp) for row in rows])
-
-
-def _message_event(slug: str, seq: int, request: SendRequest, created_at) -> dict:
-    """The event of a new message, as Message.to_event() makes it from the stored row."""
-    return {
-        "type": "message",
-        "room": slug,
-        "seq": seq,
-        "user": request.username,
-        "body": request.body,
-        "ts": created_at.isoformat(),
-        "client_id": request.client_id,
+def valid_targets(room: Room, valid: list[tuple[int, SendRequest]]) -> dict[int, Target]:
+    """The messages the batch's writes in ``room`` name (targets, replies), read at once."""
+    seqs = {
+        seq
+        for _, r in valid
+        if r.room == room.slug
+        for seq in (r.target, r.reply_to)
+        if seq is not None
     }
+    if not seqs:
+        return {}
+    rows = Message.objects.filter(room_id=room.id, seq__in=seqs).values_list(
+        "id", "seq", "kind", "user_id", "deleted_at"
+    )
+    return {
+        seq: Target(pk, seq, kind, user_id, deleted) for pk, seq, kind, user_id, deleted in rows
+    }
+
+
+def _apply(append: RoomAppend, request: SendRequest, rendered: Body | None) -> SendResult:
+    """One write, in the transaction, with the room locked."""
+    kind = request.kind
+    if kind == WriteKind.SEND:
+        if request.reply_to is not None and not append.is_message(request.reply_to):
+            return SendResult(
+                error=ErrorCode.BAD_REQUEST, detail="reply_to is not a message of this room."
+            )
+        return append.message(request, rendered)
+    target = append.target(request.target)
+    if target is None or target.kind != Message.Kind.MESSAGE:
+        return SendResult(
+            error=ErrorCode.BAD_REQUEST, detail="target is not a message of this room."
+        )
+    if target.deleted:
+        return SendResult(error=ErrorCode.BAD_REQUEST, detail="That message was deleted.")
+    if kind == WriteKind.EDIT:
+        if target.user_id != request.user_id:
+            return SendResult(
+                error=ErrorCode.FORBIDDEN, detail="You may only edit your own messages."
+            )
+        return append.edit(request, target, rendered)
+    if kind == WriteKind.DELETE:
+        if target.user_id != request.user_id and not access.may_moderate(
+            append.room, request.user_id
+        ):
+            return SendResult(
+                error=ErrorCode.FORBIDDEN, detail="You may only delete your own messages."
+            )
+        return append.delete(request.user_id, request.username, request.client_id, target)
+    return append.react(request, target)
+
+
+# -- rendering, before the lock ----------------------------------------------------------
+
+
+def _render_bodies(requests: list[SendRequest]) -> dict[int, Body]:
+    """``html`` and ``mentions`` of every send and edit, keyed by ``id(request)``."""
+    texts = [r for r in requests if r.kind in (WriteKind.SEND, WriteKind.EDIT)]
+    if not texts:
+        return {}
+    rooms = {
+        room.slug: room
+        for room in Room.objects.filter(slug__in={r.room for r in texts}).only(
+            "id", "slug", "is_public", "is_archived"
+        )
+    }
+    out: dict[int, Body] = {}
+    for request in texts:
+        room = rooms.get(request.room)
+        ids: dict[str, int] = {}
+        mentionable = partial(_readers_named, room, ids) if room is not None else frozenset()
+        out[id(request)] = Body(render(request.body, mentionable), ids)
+    return out
+
+
+def _readers_named(room: Room, ids: dict[str, int], names: list[str]) -> set[str]:
+    """Of ``names``, the usernames of active users who may read ``room`` (their ids go
+    into ``ids``): one query for the users, one for memberships of a private room."""
+    model = get_user_model()
+    users = model._default_manager.filter(**{f"{model.USERNAME_FIELD}__in": names})
+    if any(f.name == "is_active" for f in model._meta.get_fields()):
+        users = users.filter(is_active=True)
+    found = dict(users.values_list("pk", model.USERNAME_FIELD))
+    allowed = access.readers((room, pk) for pk in found)
+    named = {pk: found[pk] for _room_id, pk in allowed if pk in found}
+    ids.update({name: pk for pk, name in named.items()})
+    return set(named.values())
+
+
+# -- sending joins a public room -----------------------------------------------------------
+
+
+def _join_by_sending(rooms, joined: dict[str, set[int]], results, requests) -> None:
+    """PROTOCOL.md: sending in a public room joins it. The new members' read positions
+    start at their first message of the batch (everything before it was already there)."""
+    if not joined:
+        return
+    through = Room.members.through
+    for slug, user_ids in joined.items():
+        room = rooms[slug]
+        members = set(
+            through.objects.filter(room_id=room.id, user_id__in=user_ids).values_list(
+                "user_id", flat=True
+            )
+        )
+        new = user_ids - members
+        if not new:
+            continue
+        first = {}
+        for request, result in zip(requests, results, strict=True):
+            if request.room == slug and request.user_id in new and result and result.created:
+                first.setdefault(request.user_id, result.seq)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO chat_room_members (room_id, user_id) VALUES (%s, %s)",
+                [(room.id, user_id) for user_id in sorted(new)],
+            )
+            cursor.executemany(
+                "INSERT INTO chat_readposition (room_id, user_id, read_seq) VALUES (%s, %s, %s)",
+                [(room.id, user_id, first[user_id]) for user_id in sorted(new)],
+            )
+        change = AccessChange.room_changed(slug, tuple(new))
+        transaction.on_commit(partial(announce_access, change), robust=True)
 
 
 def _stored_client_ids(
@@ -161,45 +285,28 @@ def _stored_client_ids(
 def delete_message(message_id: int, by_user_id: int | None = None) -> dict | None:
     """Soft-delete a message and append its ``deleted`` event; returns that event.
 
+    The admin's door (staff may delete any message; ``by_user_id`` None is a script).
     Returns None when the message is already deleted or is not a ``message`` event. The
     caller hands the event to the live hub once the transaction has committed.
     """
     with transaction.atomic():
         message = Message.objects.select_related("room").get(pk=message_id)
-        lock_rooms([message.room.slug])
-        message.refresh_from_db(fields=["deleted_at"])
-        if message.kind != Message.Kind.MESSAGE or message.deleted_at is not None:
+        room = lock_rooms([message.room.slug])[message.room.slug]
+        row = Message.objects.filter(pk=message_id).values_list(
+            "id", "seq", "kind", "user_id", "deleted_at"
+        )[0]
+        target = Target(*row)
+        if target.kind != Message.Kind.MESSAGE or target.deleted:
             return None
-        now = timezone.now()
-        message.deleted_at = now
-        message.save(update_fields=["deleted_at"])
-        seq = allocate_seqs(message.room_id, 1)
-        event_row = Message.objects.create(
-            room_id=message.room_id,
-            seq=seq,
-            kind=Message.Kind.DELETED,
-            user_id=by_user_id,
-            target=message.seq,
-            created_at=now,
-        )
-        return event_row.to_event(room_slug=message.room.slug)
-
-
-def read_events(room_id: int, room_slug: str, after: int, limit: int) -> list[dict]:
-    """Events with ``seq > after`` in seq order, at most ``limit`` (replay, long-poll)."""
-    rows = (
-        Message.objects.filter(room_id=room_id, seq__gt=after)
-        .select_related("user")
-        .order_by("seq")[:limit]
-    )
-    return [row.to_event(room_slug=room_slug) for row in rows]
-
-
-def read_page(room_id: int, room_slug: str, before: int | None, limit: int) -> list[dict]:
-    """The ``limit`` events before seq ``before`` (newest last): the history API's page."""
-    rows = Message.objects.filter(room_id=room_id).select_related("user")
-    if before is not None:
-        rows = rows.filter(seq__lt=before)
-    page = list(rows.order_by("-seq")[:limit])
-    page.reverse()
-    return [row.to_event(room_slug=room_slug) for row in page]
+        username = None
+        if by_user_id is not None:
+            username = (
+                get_user_model()
+                ._default_manager.filter(pk=by_user_id)
+                .values_list(get_user_model().USERNAME_FIELD, flat=True)
+                .first()
+            )
+        append = RoomAppend(room, timezone.now(), {target.seq: target})
+        result = append.delete(by_user_id, username, None, target)
+        append.flush()
+        return result.event

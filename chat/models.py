@@ -26,8 +26,13 @@ class RoomQuerySet(models.QuerySet):
 
 
 class Room(models.Model):
+    class Kind(models.TextChoices):
+        ROOM = "room", "room"
+        DIRECT = "direct", "direct message"
+
     slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ROOM)
     description = models.TextField(blank=True)
     is_public = models.BooleanField(
         "public", default=True, help_text="Anyone may read a public room; members only else."
@@ -69,11 +74,20 @@ class Room(models.Model):
 
 
 class Message(models.Model):
-    """One durable event of a room's log."""
+    """One durable event of a room's log (PROTOCOL.md "The room log").
+
+    A ``message`` row also holds that message's current state: an edit updates its
+    ``body``, ``html``, ``mentions`` and ``edited_at`` in place (the ``edited`` row keeps
+    the text of that edit), a deletion sets its ``deleted_at``. Reactions in effect are
+    ``Reaction`` rows, mentions of users ``Mention`` rows: what history and the unread
+    counts read without walking the log.
+    """
 
     class Kind(models.TextChoices):
         MESSAGE = "message", "message"
+        EDITED = "edited", "edited"
         DELETED = "deleted", "deleted"
+        REACTION = "reaction", "reaction"
 
     # No index of its own: the unique (room, seq) index serves every lookup by room.
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events", db_index=False)
@@ -87,15 +101,35 @@ class Message(models.Model):
         related_name="chat_messages",
     )
     body = models.TextField(blank=True)
+    # The server's rendering of ``body`` (chat/render.py), made once at append time.
+    html = models.TextField(blank=True, editable=False)
+    # Usernames mentioned (who may read the room), in order of first mention.
+    mentions = models.JSONField(default=list, blank=True, editable=False)
     client_id = models.CharField(max_length=64, null=True, blank=True)
-    target = models.BigIntegerField(null=True, blank=True, help_text="For deleted: its seq.")
+    target = models.BigIntegerField(
+        null=True, blank=True, help_text="For edited, deleted and reaction: the seq it acts on."
+    )
+    reply_to = models.BigIntegerField(null=True, blank=True, help_text="The seq replied to.")
+    # A reaction event's emoji and op ("add" or "remove"); empty for other kinds.
+    emoji = models.CharField(max_length=64, blank=True, editable=False)
+    op = models.CharField(max_length=6, blank=True, editable=False)
     # Set by chat.log to one time for a whole commit batch (auto_now_add would overwrite it
     # at insert, after the live event had been built with another time).
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    edited_at = models.DateTimeField(null=True, blank=True, editable=False)
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["room", "seq"]
+        indexes = [
+            # The messages that count as unread: an unread count walks this index from the
+            # reader's position and stops at 100 (chat/counts.py), never the whole log.
+            models.Index(
+                fields=["room", "seq"],
+                condition=Q(kind="message", deleted_at__isnull=True),
+                name="chat_message_live",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="chat_message_room_seq"),
             models.UniqueConstraint(
@@ -109,21 +143,115 @@ class Message(models.Model):
         return f"{self.room.slug}#{self.seq}"
 
     def to_event(self, room_slug: str | None = None, username: str | None = None) -> dict:
-        """The wire form of this event (PROTOCOL.md "The room log")."""
+        """The wire form of this event alone (PROTOCOL.md "The room log").
+
+        A ``message`` here has no reactions: chat.log's readers add them (``reactions``
+        are rows of their own), and the ``deleted`` shape blanks what a deletion hides.
+        """
         slug = room_slug if room_slug is not None else self.room.slug
-        if self.kind == self.Kind.DELETED:
-            return {"type": "deleted", "room": slug, "seq": self.seq, "target": self.target}
         if username is None:
             username = self.user.get_username() if self.user_id else None
+        base = {"type": str(self.kind), "room": slug, "seq": self.seq}
+        if self.kind == self.Kind.DELETED:
+            return {**base, "target": self.target, "user": username}
+        ts = self.created_at.isoformat()
+        if self.kind == self.Kind.EDITED:
+            return {
+                **base,
+                "target": self.target,
+                "user": username,
+                "body": self.body,
+                "html": self.html,
+                "mentions": list(self.mentions),
+                "ts": ts,
+                "client_id": self.client_id,
+            }
+        if self.kind == self.Kind.REACTION:
+            return {
+                **base,
+                "target": self.target,
+                "user": username,
+                "emoji": self.emoji,
+                "op": self.op,
+                "ts": ts,
+                "client_id": self.client_id,
+            }
+        deleted = self.deleted_at is not None
         event = {
-            "type": "message",
-            "room": slug,
-            "seq": self.seq,
+            **base,
             "user": username,
-            "body": "" if self.deleted_at else self.body,
-            "ts": self.created_at.isoformat(),
+            "body": "" if deleted else self.body,
+            "html": "" if deleted else self.html,
+            "mentions": [] if deleted else list(self.mentions),
+            "reply_to": self.reply_to,
+            "attachments": [],
+            "ts": ts,
             "client_id": self.client_id,
+            "edited_at": self.edited_at.isoformat() if self.edited_at else None,
+            "reactions": [],
         }
-        if self.deleted_at:
+        if deleted:
             event["deleted"] = True
         return event
+
+
+class Reaction(models.Model):
+    """A reaction in effect: ``user`` reacted to ``message`` with ``emoji``.
+
+    ``seq`` is the seq of the ``reaction`` event that added it: history lists a message's
+    reactions in order of first reaction, and each emoji's users in the order they came.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    emoji = models.CharField(max_length=64)
+    seq = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], name="chat_reaction_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} by {self.user_id} on {self.message_id}"
+
+
+class Mention(models.Model):
+    """``user`` is mentioned by the (not deleted) message ``seq`` of ``room``: what a
+    mention count reads, from the user's read position on (chat/counts.py)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+", db_index=False)
+    seq = models.BigIntegerField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "room", "seq"], name="chat_mention_once"),
+        ]
+        indexes = [models.Index(fields=["room", "seq"], name="chat_mention_room_seq")]
+
+
+class ReadPosition(models.Model):
+    """How far ``user`` has read ``room`` (PROTOCOL.md: per user per room, monotonic).
+
+    One row per membership: made when the user becomes a member (at the room's last seq,
+    so nothing old counts as unread), removed when they stop being one.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    read_seq = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "room"], name="chat_read_position_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.room_id} to {self.read_seq}"

@@ -24,10 +24,10 @@ from chat.live.events import OutboundEvent
 from chat.live.limits import LiveLimits
 from chat.live.publish import AccessChange
 from chat.live.ratelimit import RateLimiter, RecentAcks
-from chat.live.records import ErrorCode, RoomInfo, SendRequest, SendResult, UserInfo
+from chat.live.records import ErrorCode, RoomInfo, SendResult, UserInfo
 from chat.live.room import LiveRoom, PollAnswer, Subscriber
 from chat.live.store import Store, StoreUnavailable
-from chat.live.validation import check_body, check_client_id
+from chat.live.validation import request_from_frame
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +204,15 @@ class RoomHub:
     def unsubscribe(self, room: LiveRoom, subscriber: Subscriber) -> None:
         room.unsubscribe(subscriber)
 
+    def watch(self, room: LiveRoom, watcher) -> None:
+        """``watcher(event)`` for every durable event of ``room`` (LiveRoom.watch); the room
+        stays live while watched."""
+        self._cancel_idle(room)
+        room.watch(watcher)
+
+    def unwatch(self, room: LiveRoom, watcher) -> None:
+        room.unwatch(watcher)
+
     def poll(
         self,
         room: LiveRoom,
@@ -244,13 +253,26 @@ class RoomHub:
     def send(
         self, room_slug: str, user: UserInfo | None, body: object, client_id: object
     ) -> defer.Deferred[SendResult]:
-        """Validate, rate-limit and commit a send; fires after the commit (the ack)."""
+        """A send (the v1 frame's fields): ``submit`` of a ``send`` frame."""
+        return self.submit(room_slug, user, {"type": "send", "body": body, "client_id": client_id})
+
+    def submit(
+        self, room_slug: str, user: UserInfo | None, frame: dict
+    ) -> defer.Deferred[SendResult]:
+        """Validate, rate-limit and commit one write (a ``send``, ``edit``, ``delete`` or
+        ``react`` frame, fields as the client sent them); fires after the commit (the ack).
+
+        Every transport and the REST API come here, so a write means the same wherever it
+        comes from. A no-op reaction is answered ``seq`` None and counts like any write:
+        it costs a transaction all the same.
+        """
         started = time.monotonic()
         if user is None:
             return defer.succeed(SendResult(error=ErrorCode.FORBIDDEN))
-        problem = check_client_id(client_id) or check_body(body, self.max_message_chars)
-        if problem is not None:
-            return defer.succeed(SendResult(error=problem[0], detail=problem[1]))
+        request = request_from_frame(room_slug, user, frame, self.max_message_chars)
+        if isinstance(request, tuple):
+            return defer.succeed(SendResult(error=request[0], detail=request[1]))
+        client_id = request.client_id
         if client_id is not None:
             seq = self.acks.get(room_slug, user.id, client_id)
             if seq is not None:  # a resend: its seq, not counted, no database work
@@ -259,13 +281,6 @@ class RoomHub:
             # Refused without touching the database, resend or not (see RecentAcks).
             retry_after = self.rate_limiter.retry_after(user.id)
             return defer.succeed(SendResult(error=ErrorCode.RATE_LIMITED, retry_after=retry_after))
-        request = SendRequest(
-            room=room_slug,
-            user_id=user.id,
-            username=user.username,
-            body=body,
-            client_id=client_id,
-        )
         d = self.store.append(request)
 
         def committed(result: SendResult) -> SendResult:

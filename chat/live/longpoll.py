@@ -2,8 +2,9 @@
 
 ``GET ?since=&timeout=`` is held until the hub has an event for it or the timeout passes
 (the open path is chat/live/transport.py's; a client that goes away cancels its wait).
-``POST`` is the send of the SSE and long-poll clients: Django's CSRF check, then the hub,
-answered after the commit.
+``POST`` is the write of the SSE and long-poll clients: Django's CSRF check, then any
+client frame of the WebSocket's (a body without ``type`` is a send): writes go to the hub
+and are answered after the commit, ``read`` and ``typing`` with a 204.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from chat.live.auth import csrf_token_valid
 from chat.live.events import longpoll_body
-from chat.live.records import ErrorCode
+from chat.live.records import ErrorCode, UserInfo
 from chat.live.room import AccessRevoked
 from chat.live.store import StoreUnavailable
 from chat.live.transport import LiveConnection, Refusal, RoomResource, notice_departure
@@ -70,39 +71,66 @@ class LongPollResource(RoomResource):
         notice_departure(request, lambda: gone.append(True))
         try:
             slug = self.check(request)
-            body, client_id = read_send(request)
+            frame = read_frame(request)
             access = await self.live.authorizer.access(session_key(request), slug)
             if access.room is None:
                 raise Refusal(ErrorCode.NOT_FOUND)
             if not access.can_read:
                 raise Refusal(ErrorCode.FORBIDDEN)
-            # The fields go to the hub as they came: it validates them, for every transport.
-            result = await self.live.hub.send(slug, access.user, body, client_id)
+            kind = frame.get("type", "send")
+            if kind == "read":
+                answer = await self.live.reads.read(slug, access.user, frame.get("seq"))
+                if answer.error is not None:
+                    raise Refusal(answer.error, answer.detail)
+                result = None
+            elif kind == "typing":
+                if access.user is None:
+                    raise Refusal(ErrorCode.FORBIDDEN)
+                room = await self.live.hub.room(access.room)
+                self.live.hub.typing(room, PollSender(access.user))
+                result = None
+            else:
+                # The fields go to the hub as they came: it validates them, for every
+                # transport (an unknown type included).
+                result = await self.live.hub.submit(slug, access.user, frame)
         except Refusal as refusal:
             if not gone:
                 refusal.answer(request)
             return
-        except StoreUnavailable:
-            logger.warning("long-poll send in %s: the database is unavailable", request.path)
+        except (StoreUnavailable, KeyError):
+            logger.warning("long-poll write in %s: the database is unavailable", request.path)
             if not gone:
                 write_error(request, ErrorCode.UNAVAILABLE)
             return
         except Exception:
-            logger.exception("long-poll send failed")
+            logger.exception("long-poll write failed")
             if not gone:
                 write_error(request, ErrorCode.UNAVAILABLE)
             return
         if gone:
             return  # committed all the same; the client resends its client_id to learn the seq
-        if result.error is not None:
+        if result is None:  # read, typing: PROTOCOL.md answers 204
+            request.setResponseCode(204)
+            request.finish()
+        elif result.error is not None:
             extra = {} if result.retry_after is None else {"retry_after": result.retry_after}
             write_error(request, result.error, result.detail, **extra)
         else:
             write_json(request, 201 if result.created else 200, {"seq": result.seq})
 
 
-def read_send(request: Request) -> tuple[object, object]:
-    """The body and client_id of a send POST, after its CSRF check; Refusal otherwise."""
+class PollSender:
+    """Who sent a long-poll ``typing``: the room's typing needs only the user (and leaves
+    out no connection of theirs: a long-poll client holds none between its polls)."""
+
+    transport_name = "longpoll"
+
+    def __init__(self, user: UserInfo) -> None:
+        self.user = user
+
+
+def read_frame(request: Request) -> dict:
+    """The client frame of a POST (its JSON body), after its CSRF check; Refusal otherwise."""
     cookie = request.getCookie(settings.CSRF_COOKIE_NAME.encode())
     if not csrf_token_valid(
         cookie.decode("latin-1") if cookie else None, header(request, b"x-csrftoken")
@@ -113,9 +141,6 @@ def read_send(request: Request) -> tuple[object, object]:
     if len(raw) > limit:
         raise Refusal(ErrorCode.TOO_LARGE, "The request body is too large.")
     try:
-        frame = parse_frame(raw)
+        return parse_frame(raw)
     except FrameError as error:
         raise Refusal(ErrorCode.BAD_REQUEST, str(error)) from None
-    if frame.get("type", "send") != "send":
-        raise Refusal(ErrorCode.BAD_REQUEST, "Only sends are accepted here.")
-    return frame.get("body"), frame.get("client_id")

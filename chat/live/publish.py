@@ -9,6 +9,13 @@ with ``reactor.callFromThread``:
   changed (PROTOCOL.md "Losing access"; chat/signals.py makes these after the commit):
   the hub re-authorizes the connections it concerns, here and, through the bus, in
   every other process.
+- ``announce_read(notice)``: a user's read position moved (the REST API's ``read``):
+  their own connections hear of it, here and in every other process.
+
+And one thing waits for the reactor: ``submit(slug, user, frame)``, a write (send, edit,
+delete, reaction) through the hub's write path (validation, rate limit, group commit,
+delivery), for the REST API in a WSGI thread. It returns None where no hub is installed
+(chat/writes.py then appends through chat.log itself).
 
 In a process with no reactor (``manage.py shell``, a management command) nothing is
 installed. Its events reach live clients when they next resume from the log (and the
@@ -25,10 +32,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chat.live.records import ReadNotice, SendResult, UserInfo
+
 logger = logging.getLogger(__name__)
 
 _sink: Callable[[dict], None] | None = None
 _access_sink: Callable[[AccessChange], None] | None = None
+_read_sink: Callable[[ReadNotice], None] | None = None
+_submit: Callable[..., SendResult] | None = None
 _call_from_thread: Callable[..., None] | None = None
 
 ROOM = "room"
@@ -94,16 +105,39 @@ def install(
     call_from_thread: Callable[..., None],
     sink: Callable[[dict], None],
     access_sink: Callable[[AccessChange], None] | None = None,
+    *,
+    read_sink: Callable[[ReadNotice], None] | None = None,
+    submit: Callable[..., SendResult] | None = None,
 ) -> None:
-    """Called once by the server: ``sink(event)`` and ``access_sink(change)`` will run on
-    the reactor thread."""
-    global _sink, _access_sink, _call_from_thread
+    """Called once by the server: ``sink(event)``, ``access_sink(change)`` and
+    ``read_sink(notice)`` will run on the reactor thread; ``submit(slug, user, frame)``
+    blocks the calling thread until the hub has answered (the server passes the hub's
+    write path wrapped in ``blockingCallFromThread``)."""
+    global _sink, _access_sink, _read_sink, _submit, _call_from_thread
     _sink, _access_sink, _call_from_thread = sink, access_sink, call_from_thread
+    _read_sink, _submit = read_sink, submit
 
 
 def uninstall() -> None:
-    global _sink, _access_sink, _call_from_thread
-    _sink = _access_sink = _call_from_thread = None
+    global _sink, _access_sink, _read_sink, _submit, _call_from_thread
+    _sink = _access_sink = _read_sink = _submit = _call_from_thread = None
+
+
+def submit(slug: str, user: UserInfo, frame: dict) -> SendResult | None:
+    """A write through the hub of this process (from a thread that is not the reactor's);
+    None when there is no hub here."""
+    if _submit is None:
+        return None
+    return _submit(slug, user, frame)
+
+
+def announce_read(notice: ReadNotice) -> None:
+    """Tell the user's live connections, in every process, that their read position
+    moved (any thread)."""
+    if _read_sink is None or _call_from_thread is None:
+        logger.info("no live hub in this process; %s is not announced", notice)
+        return
+    _call_from_thread(_read_sink, notice)
 
 
 def publish_committed(event: dict) -> None:

@@ -100,15 +100,48 @@ class Access:
     can_read: bool
 
 
+class WriteKind(StrEnum):
+    """The client frames that append to a room's log, and the event each appends."""
+
+    SEND = "send"  # -> message
+    EDIT = "edit"  # -> edited
+    DELETE = "delete"  # -> deleted
+    REACT = "react"  # -> reaction
+
+
 @dataclass(frozen=True, slots=True)
 class SendRequest:
-    """One user's send into one room, as the hub hands it to the store."""
+    """One user's write into one room (a send, edit, delete or reaction), as the hub
+    hands it to the store and the log; validated (chat/live/validation.py) before.
+
+    ``body`` is the text of a send or an edit; ``target`` the seq an edit, delete or
+    reaction acts on; ``reply_to`` a send's reply; ``emoji`` and ``op`` a reaction's.
+    """
 
     room: str  # slug
     user_id: int
     username: str
     body: str
     client_id: str | None
+    kind: WriteKind = WriteKind.SEND
+    target: int | None = None
+    reply_to: int | None = None
+    emoji: str | None = None
+    op: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadNotice:
+    """A user's read position in a room moved (PROTOCOL.md "read"): for that user's own
+    connections, in every process. ``unread`` and ``mentions`` are the counts after the
+    move, as of the room's ``through`` seq (what the counts include)."""
+
+    user_id: int
+    room: str  # slug
+    read_seq: int
+    unread: int
+    mentions: int
+    through: int
 
 
 @dataclass(frozen=True, slots=True)

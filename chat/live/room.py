@@ -34,12 +34,14 @@ from twisted.internet import defer
 from chat.live import metrics
 from chat.live.events import OutboundEvent
 from chat.live.limits import LiveLimits
+from chat.live.message_state import ACTING, current_state
 from chat.live.presence import RoomPresence
 from chat.live.records import RoomInfo, UserInfo
 from chat.live.store import StoreUnavailable
 from chat.live.waiters import AccessRevoked, PollAnswer, PollWaiters
 
 __all__ = ["AccessRevoked", "Holder", "LiveRoom", "PollAnswer", "Subscriber"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,10 @@ class LiveRoom:
         self.last_seq = 0
         self.ring: deque[OutboundEvent] = deque(maxlen=limits.ring_size)
         self.subscribers: set[Subscriber] = set()
+        # Told of every durable event, in seq order, after the subscribers: the inbox
+        # (chat/live/inbox.py) follows a member room through one watcher per process,
+        # however many of the room's members have an inbox stream here.
+        self.watchers: list[Callable[[OutboundEvent], None]] = []
         self.joining: dict[Subscriber, _Joining] = {}
         self.waiters = PollWaiters(clock, self._cursor, lambda: self._maybe_idle(self))
         self.held: dict[int, OutboundEvent] = {}  # arrived ahead of a gap (max_held)
@@ -125,7 +131,13 @@ class LiveRoom:
         return self.info is not None
 
     def is_empty(self) -> bool:
-        return not (self.subscribers or self.joining or self.waiters or self.presence.leases)
+        return not (
+            self.subscribers
+            or self.joining
+            or self.waiters
+            or self.presence.leases
+            or self.watchers
+        )
 
     def start(self, info: RoomInfo) -> None:
         """The room row is read: its last_seq is the cursor; what came meanwhile follows."""
@@ -211,8 +223,8 @@ class LiveRoom:
     def _fan_out(self, event: OutboundEvent) -> None:
         self.last_seq = event.seq
         self.ring.append(event)
-        if event.type == "deleted":
-            self._blank_in_ring(event.event.get("target"))
+        if event.type in ACTING:
+            self._update_in_ring(event)
         subscribers = self.subscribers
         if subscribers:
             for subscriber in tuple(subscribers):
@@ -222,18 +234,22 @@ class LiveRoom:
             for joining in tuple(self.joining.values()):
                 self._offer(joining, event)
         self.waiters.answer([event], event.seq)
+        for watcher in self.watchers:
+            watcher(event)
         if event.started is not None:
             metrics.DELIVERY_LATENCY.observe(time.monotonic() - event.started)
 
-    def _blank_in_ring(self, target: object) -> None:
-        """Replays from the ring show a deleted message as the log does: no body."""
+    def _update_in_ring(self, event: OutboundEvent) -> None:
+        """Replays from the ring show a message in its current state, as the log does
+        (chat/history.py): an edit, a reaction or a deletion changes its ring entry."""
         ring = self.ring
+        target = event.event.get("target")
         if not isinstance(target, int) or not ring or target < ring[0].seq:
             return
         index = target - ring[0].seq
         if index >= len(ring) or ring[index].type != "message":
             return
-        ring[index] = OutboundEvent({**ring[index].event, "body": "", "deleted": True})
+        ring[index] = OutboundEvent(current_state(ring[index].event, event.event))
 
     def _ring_after(self, since: int) -> list[OutboundEvent] | None:
         """The ring's events after ``since``, or None when the ring starts later."""
@@ -331,6 +347,22 @@ class LiveRoom:
             if subscriber not in exclude:
                 subscriber.deliver(event)
         self.waiters.answer([event], None)
+
+    def watch(self, watcher: Callable[[OutboundEvent], None]) -> None:
+        """Call ``watcher(event)`` with every durable event from now on, in seq order."""
+        self.watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[OutboundEvent], None]) -> None:
+        if watcher in self.watchers:
+            self.watchers.remove(watcher)
+            self._maybe_idle(self)
+
+    def deliver_to_user(self, user_id: int, event: OutboundEvent) -> None:
+        """An ephemeral event for one user's connections here only (their ``read``)."""
+        for subscriber in (*self.subscribers, *self.joining):
+            if subscriber.user is not None and subscriber.user.id == user_id:
+                subscriber.deliver(event)
+        self.waiters.answer_user(user_id, [event])
 
     def typing(self, sender: Subscriber) -> None:
         if sender.user is None:

@@ -122,7 +122,7 @@ class Store:
         self._committing.add(lane)
         metrics.BATCH_SIZE.observe(len(batch))
         requests = [request for request, _d, _t in batch]
-        done = self.run(append_batch, log.append_messages, requests)
+        done = self.run(append_batch, log.append_events, requests)
         done.addCallbacks(
             self._committed, self._failed, callbackArgs=(batch,), errbackArgs=(batch,)
         )

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 
-from chat.live.records import ErrorCode, SendRequest
+from chat.emoji_check import is_single_emoji
+from chat.live.records import ErrorCode, SendRequest, UserInfo, WriteKind
+from chat.live.wire import MAX_INT
 from chat.slug import SLUG_PATTERN
 
 MAX_CLIENT_ID_CHARS = 64  # PROTOCOL.md: client_id is a string of up to 64 chars
@@ -60,6 +62,72 @@ def check_body(body: object, max_chars: int) -> Problem | None:
     return None
 
 
+def check_seq(value: object, name: str) -> Problem | None:
+    """None when ``value`` is a seq: a JSON integer from 1 (not a bool, not 1.0)."""
+    if type(value) is not int or not 1 <= value <= MAX_INT:
+        return ErrorCode.BAD_REQUEST, f"{name} must be the seq of a message (an integer from 1)."
+    return None
+
+
+# A write frame's "type" -> the kind of write (PROTOCOL.md "Client -> server").
+_KINDS = {kind.value: kind for kind in WriteKind}
+REACTION_OPS = ("add", "remove")
+
+
+def request_from_frame(
+    slug: str, user: UserInfo, frame: dict, max_chars: int
+) -> SendRequest | Problem:
+    """The write a client frame asks for (``send``, ``edit``, ``delete``, ``react``), every
+    field checked; or the problem with it. The same for every transport and the API: a
+    frame without ``type`` is a send (the v1 long-poll POST).
+
+    Whether the target is a message of this room, and whether this user may act on it,
+    is the log's to say (inside the transaction that appends).
+    """
+    kind = (
+        _KINDS.get(frame.get("type", "send"))
+        if isinstance(frame.get("type", "send"), str)
+        else None
+    )
+    if kind is None:
+        return ErrorCode.BAD_REQUEST, f"Unknown frame type {frame.get('type')!r:.40}."
+    client_id = frame.get("client_id")
+    problem = check_client_id(client_id)
+    if problem is not None:
+        return problem
+    body, target, reply_to, emoji, op = "", None, None, None, None
+    if kind in (WriteKind.SEND, WriteKind.EDIT):
+        body = frame.get("body")
+        problem = check_body(body, max_chars)
+    if problem is None and kind != WriteKind.SEND:
+        target = frame.get("target")
+        problem = check_seq(target, "target")
+    if problem is None and kind == WriteKind.SEND:
+        reply_to = frame.get("reply_to")
+        if reply_to is not None:
+            problem = check_seq(reply_to, "reply_to")
+    if problem is None and kind == WriteKind.REACT:
+        emoji, op = frame.get("emoji"), frame.get("op")
+        if not is_single_emoji(emoji):
+            problem = ErrorCode.BAD_REQUEST, "emoji must be one emoji."
+        elif op not in REACTION_OPS:
+            problem = ErrorCode.BAD_REQUEST, 'op must be "add" or "remove".'
+    if problem is not None:
+        return problem
+    return SendRequest(
+        room=slug,
+        user_id=user.id,
+        username=user.username,
+        body=body,
+        client_id=client_id,
+        kind=kind,
+        target=target,
+        reply_to=reply_to,
+        emoji=emoji,
+        op=op,
+    )
+
+
 def check_room_slug(slug: object) -> Problem | None:
     """None when ``slug`` has the shape of a room slug (anything else names no room).
 
@@ -86,4 +154,17 @@ def check_stored_send(request: SendRequest) -> Problem | None:
         return ErrorCode.BAD_REQUEST, "body holds a character that cannot be stored."
     if not isinstance(request.user_id, int) or not isinstance(request.username, str):
         return ErrorCode.BAD_REQUEST, "The sender is not a user."
-    return None
+    try:
+        kind = WriteKind(request.kind)
+    except ValueError:
+        return ErrorCode.BAD_REQUEST, "Unknown kind of write."
+    if kind != WriteKind.SEND:
+        problem = check_seq(request.target, "target")
+    elif request.reply_to is not None:
+        problem = check_seq(request.reply_to, "reply_to")
+    if problem is None and kind == WriteKind.REACT:
+        if not is_single_emoji(request.emoji):
+            problem = ErrorCode.BAD_REQUEST, "emoji must be one emoji."
+        elif request.op not in REACTION_OPS:
+            problem = ErrorCode.BAD_REQUEST, 'op must be "add" or "remove".'
+    return problem

@@ -98,6 +98,16 @@ class PollWaiters:
             waiter.timer = None
             waiter.deferred.callback(PollAnswer(events, seq or self.cursor(waiter.since)))
 
+    def answer_user(self, user_id: int, events: list[OutboundEvent]) -> None:
+        """Answer the waiters of one user with ephemeral ``events`` (their ``read``)."""
+        mine = [w for w in self._waiters if w.user is not None and w.user.id == user_id]
+        for waiter in mine:
+            self._waiters.discard(waiter)
+            if waiter.timer is not None and waiter.timer.active():
+                waiter.timer.cancel()
+            waiter.timer = None
+            waiter.deferred.callback(PollAnswer(events, self.cursor(waiter.since)))
+
     def revoke(self, lost: Callable[[UserInfo | None, str | None], bool], slug: str) -> int:
         """End the waits of those for whom ``lost(user, session_key)``; how many ended."""
         ended = [w for w in self._waiters if lost(w.user, w.session_key)]

@@ -46,6 +46,8 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 CLOSE_FORBIDDEN = 4403
+# The frames that append to the log (the hub's ``submit``); ``read`` and ``typing`` do not.
+WRITES = frozenset({"send", "edit", "delete", "react"})
 _CLOSE_CODES = {
     "slow": CLOSE_TRY_AGAIN,
     "unavailable": CLOSE_INTERNAL,
@@ -135,6 +137,7 @@ class ChatWebSocket(LiveConnection):
     def __init__(self, live, request: Request, slug: str) -> None:
         super().__init__(live, request, slug)
         self.key = ""
+        self.read_seq: int | None = None
         self.wire: LimitedWireProtocol | None = None
         self.tcp = None
         self.pongs_missed = 0
@@ -154,6 +157,8 @@ class ChatWebSocket(LiveConnection):
         self.key = key
 
     async def serve(self) -> None:
+        # The hello's read_seq: read before the upgrade, while a failure is still a 503.
+        self.read_seq = await self.wait(self.live.reads.position(self.room.info, self.user))
         self.upgrade()
         self.subscribe()
         await self.over  # until the socket closes, however it was ended
@@ -196,10 +201,13 @@ class ChatWebSocket(LiveConnection):
         except FrameError as error:
             return self.bad_frame(None, str(error))
         kind = frame.get("type")
-        if kind == "send":
+        if kind in WRITES:
             # The fields go to the hub as they came: it validates them, for every transport.
-            d = defer.Deferred.fromCoroutine(self._send(frame.get("body"), frame.get("client_id")))
-            d.addErrback(lambda failure: logger.error("send failed: %s", failure.getTraceback()))
+            d = defer.Deferred.fromCoroutine(self._write(frame))
+            d.addErrback(lambda failure: logger.error("write failed: %s", failure.getTraceback()))
+        elif kind == "read":
+            d = defer.Deferred.fromCoroutine(self._read(frame.get("seq")))
+            d.addErrback(lambda failure: logger.error("read failed: %s", failure.getTraceback()))
         elif kind == "typing":
             self.live.hub.typing(self.room, self)
         else:
@@ -217,7 +225,13 @@ class ChatWebSocket(LiveConnection):
 
     def started(self, last_seq: int) -> None:
         user = self.user.username if self.user else None
-        hello = {"type": "hello", "room": self.slug, "user": user, "last_seq": last_seq}
+        hello = {
+            "type": "hello",
+            "room": self.slug,
+            "user": user,
+            "last_seq": last_seq,
+            "read_seq": self.read_seq,
+        }
         self._write_frame(websocket_text_frame(encode(hello)))
 
     def deliver(self, event: OutboundEvent) -> None:
@@ -244,10 +258,11 @@ class ChatWebSocket(LiveConnection):
     def _write_json(self, body: dict) -> None:
         self._write_frame(websocket_text_frame(encode(body)))
 
-    async def _send(self, body: object, client_id: object) -> None:
-        result = await self.live.hub.send(self.slug, self.user, body, client_id)
+    async def _write(self, frame: dict) -> None:
+        result = await self.live.hub.submit(self.slug, self.user, frame)
         # A client_id is echoed only when it is one: an invalid one (a lone surrogate
         # cannot even be encoded) would make the answer itself fail.
+        client_id = frame.get("client_id")
         echo = client_id if check_client_id(client_id) is None else None
         if result.error == ErrorCode.BAD_REQUEST:
             self.bad_frame(echo, result.detail or ErrorCode.BAD_REQUEST.detail)
@@ -255,6 +270,15 @@ class ChatWebSocket(LiveConnection):
             self.error(result.error, echo, result.detail, result.retry_after)
         else:
             self._write_json({"type": "ack", "client_id": echo, "seq": result.seq})
+
+    async def _read(self, seq: object) -> None:
+        """A ``read`` frame: no answer when it is taken (the ``read`` event follows if the
+        position moved); an error frame when it is refused."""
+        answer = await self.live.reads.read(self.slug, self.user, seq)
+        if answer.error == ErrorCode.BAD_REQUEST:
+            self.bad_frame(None, answer.detail or ErrorCode.BAD_REQUEST.detail)
+        elif answer.error is not None:
+            self.error(answer.error, None, answer.detail)
 
     def error(
         self,

@@ -257,7 +257,7 @@ def test_older_history_loads_on_scroll_to_top(make_room, new_context, live_serve
         "from django.contrib.auth.models import User; from chat import log;"
         "from chat.live import records;"
         f"u = User.objects.get(username={author!r});"
-        "log.append_messages(["
+        "log.append_events(["
         f"records.SendRequest({room!r}, u.id, u.username, f'history {{i}}', None)"
         f" for i in range(1, {count + 1})])",
     )

@@ -85,9 +85,9 @@ def full_room(tmp_path_factory, live_server):
     server.manage(
         "shell",
         "-c",
-        "from chat.log import append_messages; from chat.live.records import SendRequest;"
+        "from chat.log import append_events; from chat.live.records import SendRequest;"
         "from django.contrib.auth.models import User; u = User.objects.get(username='filler');"
-        "[append_messages([SendRequest('lobby', u.id, 'filler', '\u00e9' * 4000, None)"
+        "[append_events([SendRequest('lobby', u.id, 'filler', '\u00e9' * 4000, None)"
         " for _ in range(50)]) for _ in range(5)]",
     )
     yield server

@@ -6,6 +6,7 @@ transports on real Twisted HTTP channels over ``StringTransport``). No sockets, 
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 from live_fakes import FakeStore, RecordingBus, RecordingPresenceStore
@@ -181,14 +182,31 @@ class FakeAuthorizer:
                 d.callback(answer)
 
 
+class FakeReads:
+    """LiveService.reads for the transports' tests: positions are unknown (None), and
+    every read is taken and remembered (chat/live/reads.py has tests of its own)."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, object, object]] = []
+
+    def position(self, room, user):
+        return defer.succeed(None)
+
+    def read(self, slug, user, seq):
+        self.reads.append((slug, user, seq))
+        return defer.succeed(SimpleNamespace(error=None, detail=None, notice=None))
+
+
 class FakeLive:
-    """What the transports use of LiveService: its reactor, hub, authorizer, connections."""
+    """What the transports use of LiveService: its reactor, hub, authorizer, connections,
+    reads."""
 
     def __init__(self, clock, hub: RoomHub, authorizer: FakeAuthorizer, limit: int) -> None:
         self.reactor = clock
         self.hub = hub
         self.authorizer = authorizer
         self.open_connections = OpenConnections(limit)
+        self.reads = FakeReads()
 
     def site(self) -> Site:
         root = Resource()

@@ -81,7 +81,7 @@ def test_the_log_posts_by_the_rule(rooms, alice, bob):
     def send(user, slug):
         return SendRequest(slug, user.id, user.username, "hi", None)
 
-    results = log.append_messages(
+    results = log.append_events(
         [send(bob, "secret"), send(alice, "secret"), send(alice, "vault"), send(bob, "lobby")]
     )
     assert [r.error for r in results] == ["forbidden", None, "forbidden", None]

@@ -607,9 +607,9 @@ def test_a_removed_members_next_send_is_refused_by_the_append_itself(people):
 
     alice, bob, room = people
     sends = [SendRequest(SECRET, u.pk, u.username, "hi", None) for u in (bob, alice)]
-    assert [r.error for r in log.append_messages(sends)] == [None, None]
+    assert [r.error for r in log.append_events(sends)] == [None, None]
     room.members.remove(bob)
-    assert [r.error for r in log.append_messages(sends)] == ["forbidden", None]
+    assert [r.error for r in log.append_events(sends)] == ["forbidden", None]
 
 
 @pytest.mark.django_db

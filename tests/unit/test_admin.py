@@ -30,7 +30,7 @@ def published():
 def lobby(lobby, alice):
     """tests/unit/conftest.py's lobby, with three messages of alice's."""
     room = lobby
-    log.append_messages(
+    log.append_events(
         [SendRequest("lobby", alice.id, "alice", body, None) for body in ("one", "two", "three")]
     )
     room.refresh_from_db()
@@ -200,13 +200,21 @@ def test_delete_view_soft_deletes_and_publishes(
     assert target.body == "two"
     event_row = message(lobby, 4)
     assert (event_row.kind, event_row.target, event_row.user_id) == ("deleted", 2, admin_user.pk)
-    assert published == [{"type": "deleted", "room": "lobby", "seq": 4, "target": 2}]
+    assert published == [
+        {"type": "deleted", "room": "lobby", "seq": 4, "target": 2, "user": "admin"}
+    ]
     assert Message.objects.count() == 4
 
     history = client.get("/api/rooms/lobby/messages/").json()["events"]
     assert history[1]["seq"] == 2
     assert (history[1]["body"], history[1]["deleted"]) == ("", True)
-    assert history[3] == {"type": "deleted", "room": "lobby", "seq": 4, "target": 2}
+    assert history[3] == {
+        "type": "deleted",
+        "room": "lobby",
+        "seq": 4,
+        "target": 2,
+        "user": "admin",
+    }
 
 
 def test_deleted_messages_and_events_have_no_delete_view(admin_client, lobby):

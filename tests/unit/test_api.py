@@ -22,7 +22,7 @@ def history_url(slug: str) -> str:
 
 
 def post_messages(user, slug: str, count: int) -> None:
-    log.append_messages(
+    log.append_events(
         [SendRequest(slug, user.id, user.username, f"m{i}", None) for i in range(1, count + 1)]
     )
 
@@ -58,19 +58,34 @@ def test_rooms_non_member_does_not_see_private_rooms(client, rooms, mallory):
 
 
 def test_rooms_entry_shape(client, rooms, alice):
+    """The PROTOCOL room object; the per-user fields for signed-in users only."""
     post_messages(alice, "lobby", 3)
-    client.force_login(alice)
-    by_slug = {r["slug"]: r for r in client.get(ROOMS_URL).json()["rooms"]}
-    assert by_slug["lobby"] == {
+    lobby = {
         "slug": "lobby",
         "name": "Lobby",
         "description": "Everyone's welcome",
+        "kind": "room",
         "is_public": True,
         "is_archived": False,
         "last_seq": 3,
+        "slow_mode_seconds": 0,
+    }
+    anonymous = {r["slug"]: r for r in client.get(ROOMS_URL).json()["rooms"]}
+    assert anonymous["lobby"] == lobby
+    client.force_login(alice)
+    by_slug = {r["slug"]: r for r in client.get(ROOMS_URL).json()["rooms"]}
+    # Sending in a public room joins it, at the first message sent: all of it is read.
+    assert by_slug["lobby"] == {
+        **lobby,
+        "is_member": True,
+        "read_seq": 1,
+        "unread": 0,
+        "mentions": 0,
+        "is_moderator": False,
     }
     assert by_slug["secret"]["is_public"] is False
     assert by_slug["attic"]["is_archived"] is True
+    assert by_slug["attic"]["is_member"] is False and by_slug["attic"]["read_seq"] is None
 
 
 def test_rooms_lists_a_private_room_once_with_several_members(client, rooms, alice, mallory):
@@ -116,10 +131,11 @@ def test_history_unknown_room_is_not_found(client, rooms):
 
 
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
-def test_api_only_answers_get(rooms, method):
+def test_api_only_answers_its_methods(rooms, method):
     # As a browser would send it: without a CSRF token, and still answered in JSON.
     client = Client(enforce_csrf_checks=True)
-    for url in (ROOMS_URL, history_url("lobby")):
+    urls = [ROOMS_URL] if method == "post" else [ROOMS_URL, history_url("lobby")]
+    for url in urls:
         response = getattr(client, method)(url)
         assert_error(response, 405, "bad_request")
         assert "GET" in response["Allow"]
@@ -183,7 +199,7 @@ def test_history_zero_limit_and_zero_before_are_empty_pages(client, rooms, alice
 
 
 def test_history_event_shapes_including_deletions(client, rooms, alice):
-    log.append_messages(
+    log.append_events(
         [
             SendRequest("lobby", alice.id, "alice", "hello", "c-1"),
             SendRequest("lobby", alice.id, "alice", "regret", "c-2"),
@@ -195,7 +211,10 @@ def test_history_event_shapes_including_deletions(client, rooms, alice):
 
     assert set(body) == {"events", "has_more"}
     first, deleted_message, deleted_event = body["events"]
-    assert set(first) == {"type", "room", "seq", "user", "body", "ts", "client_id"}
+    assert set(first) == {
+        *("type", "room", "seq", "user", "body", "html", "mentions", "reply_to"),
+        *("attachments", "ts", "client_id", "edited_at", "reactions"),
+    }
     assert (first["type"], first["seq"], first["user"], first["body"], first["client_id"]) == (
         "message",
         1,
@@ -205,7 +224,13 @@ def test_history_event_shapes_including_deletions(client, rooms, alice):
     )
     assert deleted_message["body"] == "" and deleted_message["deleted"] is True
     assert deleted_message["seq"] == 2 and deleted_message["client_id"] == "c-2"
-    assert deleted_event == {"type": "deleted", "room": "lobby", "seq": 3, "target": 2}
+    assert deleted_event == {
+        "type": "deleted",
+        "room": "lobby",
+        "seq": 3,
+        "target": 2,
+        "user": None,
+    }
     assert body["has_more"] is False
 
 

@@ -31,8 +31,8 @@ def stored(room: Room) -> list[tuple[int, str, str]]:
 
 
 def test_seqs_start_at_one_and_have_no_gaps(alice, lobby):
-    singles = [log.append_messages([send(alice, f"m{i}")])[0].seq for i in range(3)]
-    batch = [r.seq for r in log.append_messages([send(alice, f"b{i}") for i in range(4)])]
+    singles = [log.append_events([send(alice, f"m{i}")])[0].seq for i in range(3)]
+    batch = [r.seq for r in log.append_events([send(alice, f"b{i}") for i in range(4)])]
     assert singles == [1, 2, 3]
     assert batch == [4, 5, 6, 7]
     assert [seq for seq, _, _ in stored(lobby)] == list(range(1, 8))
@@ -43,7 +43,7 @@ def test_seqs_start_at_one_and_have_no_gaps(alice, lobby):
 def test_batch_keeps_request_order(alice, bob, lobby):
     bodies = ["first", "second", "third", "fourth"]
     users = [alice, bob, alice, bob]
-    results = log.append_messages([send(u, b) for u, b in zip(users, bodies, strict=True)])
+    results = log.append_events([send(u, b) for u, b in zip(users, bodies, strict=True)])
     assert [r.seq for r in results] == [1, 2, 3, 4]
     assert [body for _, _, body in stored(lobby)] == bodies
     assert [r.event["user"] for r in results] == ["alice", "bob", "alice", "bob"]
@@ -56,16 +56,19 @@ def test_rooms_have_independent_logs_within_one_batch(alice, lobby, secret):
         send(alice, "l2"),
         send(alice, "s2", room="secret"),
     ]
-    assert [r.seq for r in log.append_messages(requests)] == [1, 1, 2, 2]
+    assert [r.seq for r in log.append_events(requests)] == [1, 1, 2, 2]
     assert [body for _, _, body in stored(lobby)] == ["l1", "l2"]
     assert [body for _, _, body in stored(secret)] == ["s1", "s2"]
 
 
 def test_new_message_event_shape(alice, lobby):
-    (result,) = log.append_messages([send(alice, "hi there", client_id="c-1")])
+    (result,) = log.append_events([send(alice, "hi there", client_id="c-1")])
     assert result.created
     event = result.event
-    assert set(event) == {"type", "room", "seq", "user", "body", "ts", "client_id"}
+    assert set(event) == {
+        *("type", "room", "seq", "user", "body", "html", "mentions", "reply_to"),
+        *("attachments", "ts", "client_id", "edited_at", "reactions"),
+    }
     assert event["type"] == "message"
     assert event["room"] == "lobby"
     assert event["seq"] == 1
@@ -75,37 +78,37 @@ def test_new_message_event_shape(alice, lobby):
 
 
 def test_live_event_and_history_agree_on_ts(alice, lobby):
-    (result,) = log.append_messages([send(alice, "hi there")])
+    (result,) = log.append_events([send(alice, "hi there")])
     (replayed,) = log.read_events(lobby.id, "lobby", after=0, limit=1)
     assert result.event == replayed
 
 
 def test_resend_of_a_client_id_returns_the_original_seq(alice, lobby):
-    (first,) = log.append_messages([send(alice, "hello", client_id="c-7f3a")])
-    log.append_messages([send(alice, "in between")])
-    (again,) = log.append_messages([send(alice, "a different body", client_id="c-7f3a")])
+    (first,) = log.append_events([send(alice, "hello", client_id="c-7f3a")])
+    log.append_events([send(alice, "in between")])
+    (again,) = log.append_events([send(alice, "a different body", client_id="c-7f3a")])
     assert again.seq == first.seq == 1
     assert not again.created and again.event is None and again.error is None
     assert stored(lobby) == [(1, "message", "hello"), (2, "message", "in between")]
 
 
 def test_same_client_id_from_another_user_is_a_new_message(alice, bob, lobby):
-    (mine,) = log.append_messages([send(alice, "mine", client_id="c-1")])
-    (theirs,) = log.append_messages([send(bob, "theirs", client_id="c-1")])
+    (mine,) = log.append_events([send(alice, "mine", client_id="c-1")])
+    (theirs,) = log.append_events([send(bob, "theirs", client_id="c-1")])
     assert (mine.seq, theirs.seq) == (1, 2)
     assert theirs.created
     assert Message.objects.filter(room=lobby, client_id="c-1").count() == 2
 
 
 def test_same_client_id_in_another_room_is_a_new_message(alice, lobby, secret):
-    (a,) = log.append_messages([send(alice, "here", client_id="c-1")])
-    (b,) = log.append_messages([send(alice, "there", room="secret", client_id="c-1")])
+    (a,) = log.append_events([send(alice, "here", client_id="c-1")])
+    (b,) = log.append_events([send(alice, "there", room="secret", client_id="c-1")])
     assert a.created and b.created
     assert (a.seq, b.seq) == (1, 1)
 
 
 def test_repeat_within_one_batch_gets_the_first_seq(alice, lobby):
-    results = log.append_messages(
+    results = log.append_events(
         [
             send(alice, "one", client_id="c-1"),
             send(alice, "two", client_id="c-2"),
@@ -118,13 +121,13 @@ def test_repeat_within_one_batch_gets_the_first_seq(alice, lobby):
 
 
 def test_sends_without_client_id_are_never_merged(alice, lobby):
-    results = log.append_messages([send(alice, "same"), send(alice, "same")])
+    results = log.append_events([send(alice, "same"), send(alice, "same")])
     assert [r.seq for r in results] == [1, 2]
     assert all(r.created for r in results)
 
 
 def test_archived_room_is_forbidden_and_takes_no_seq(alice, attic):
-    (result,) = log.append_messages([send(alice, "hello?", room="attic")])
+    (result,) = log.append_events([send(alice, "hello?", room="attic")])
     assert result.error == "forbidden"
     assert result.seq is None and result.event is None
     attic.refresh_from_db()
@@ -133,7 +136,7 @@ def test_archived_room_is_forbidden_and_takes_no_seq(alice, attic):
 
 
 def test_private_room_forbids_non_members_and_admits_members(alice, bob, secret):
-    results = log.append_messages(
+    results = log.append_events(
         [send(bob, "let me in", room="secret"), send(alice, "welcome", room="secret")]
     )
     assert results[0].error == "forbidden"
@@ -144,7 +147,7 @@ def test_private_room_forbids_non_members_and_admits_members(alice, bob, secret)
 
 
 def test_unknown_room_is_not_found(alice, lobby):
-    results = log.append_messages([send(alice, "x", room="nowhere"), send(alice, "y")])
+    results = log.append_events([send(alice, "x", room="nowhere"), send(alice, "y")])
     assert results[0].error == "not_found"
     assert results[1].seq == 1
 
@@ -156,23 +159,23 @@ def test_a_failed_batch_hands_out_no_seq(alice, lobby, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(log, "_insert_messages", fail)
+    monkeypatch.setattr(log.RoomAppend, "flush", fail)
     with pytest.raises(RuntimeError):
-        log.append_messages([send(alice, "lost"), send(alice, "lost too")])
+        log.append_events([send(alice, "lost"), send(alice, "lost too")])
     monkeypatch.undo()
     lobby.refresh_from_db()
     assert lobby.last_seq == 0
-    (result,) = log.append_messages([send(alice, "kept")])
+    (result,) = log.append_events([send(alice, "kept")])
     assert result.seq == 1
 
 
 def test_delete_message_is_soft_and_appends_a_deleted_event(alice, bob, lobby):
-    log.append_messages([send(alice, "oops"), send(alice, "fine")])
+    log.append_events([send(alice, "oops"), send(alice, "fine")])
     target = Message.objects.get(room=lobby, seq=1)
 
     event = log.delete_message(target.id, by_user_id=bob.id)
 
-    assert event == {"type": "deleted", "room": "lobby", "seq": 3, "target": 1}
+    assert event == {"type": "deleted", "room": "lobby", "seq": 3, "target": 1, "user": "bob"}
     target.refresh_from_db()
     assert target.deleted_at is not None
     assert target.body == "oops"  # kept for audit; only the wire form blanks it
@@ -184,7 +187,7 @@ def test_delete_message_is_soft_and_appends_a_deleted_event(alice, bob, lobby):
 
 
 def test_delete_message_twice_or_of_an_event_does_nothing(alice, lobby):
-    log.append_messages([send(alice, "oops")])
+    log.append_events([send(alice, "oops")])
     target = Message.objects.get(room=lobby, seq=1)
     log.delete_message(target.id)
     deleted_event = Message.objects.get(room=lobby, seq=2)
@@ -197,14 +200,14 @@ def test_delete_message_twice_or_of_an_event_does_nothing(alice, lobby):
 
 
 def test_delete_message_then_send_continues_the_sequence(alice, lobby):
-    log.append_messages([send(alice, "a")])
+    log.append_events([send(alice, "a")])
     log.delete_message(Message.objects.get(room=lobby, seq=1).id)
-    (result,) = log.append_messages([send(alice, "b")])
+    (result,) = log.append_events([send(alice, "b")])
     assert result.seq == 3
 
 
 def test_read_events_replays_after_a_seq_with_deletions(alice, lobby):
-    log.append_messages([send(alice, f"m{i}") for i in range(1, 6)])
+    log.append_events([send(alice, f"m{i}") for i in range(1, 6)])
     log.delete_message(Message.objects.get(room=lobby, seq=2).id)
 
     events = log.read_events(lobby.id, "lobby", after=1, limit=100)
@@ -212,13 +215,19 @@ def test_read_events_replays_after_a_seq_with_deletions(alice, lobby):
     assert [e["seq"] for e in events] == [2, 3, 4, 5, 6]
     assert events[0]["body"] == "" and events[0]["deleted"] is True
     assert "deleted" not in events[1]
-    assert events[-1] == {"type": "deleted", "room": "lobby", "seq": 6, "target": 2}
+    assert events[-1] == {
+        "type": "deleted",
+        "room": "lobby",
+        "seq": 6,
+        "target": 2,
+        "user": None,
+    }
     assert [e["seq"] for e in log.read_events(lobby.id, "lobby", after=0, limit=2)] == [1, 2]
     assert log.read_events(lobby.id, "lobby", after=6, limit=10) == []
 
 
 def test_read_page_is_newest_last_and_pages_backwards(alice, lobby):
-    log.append_messages([send(alice, f"m{i}") for i in range(1, 11)])
+    log.append_events([send(alice, f"m{i}") for i in range(1, 11)])
 
     newest = log.read_page(lobby.id, "lobby", None, 3)
     older = log.read_page(lobby.id, "lobby", 8, 3)
@@ -248,7 +257,7 @@ def test_unstorable_send_is_refused_alone_and_the_batch_commits(
     """The log's own door (the admin and the Python API call it directly): one send the
     database would refuse is answered with its error, and the rest of its batch commits."""
     bad = {"body": "fine", "client_id": "c-bad", "room": "lobby", field: value}
-    results = log.append_messages(
+    results = log.append_events(
         [
             send(alice, "first", client_id="c-1"),
             send(alice, bad["body"], room=bad["room"], client_id=bad["client_id"]),
@@ -265,7 +274,7 @@ def test_unstorable_send_is_refused_alone_and_the_batch_commits(
 
 def test_a_batch_of_only_unstorable_sends_touches_nothing(alice, lobby, django_assert_num_queries):
     with django_assert_num_queries(0):
-        results = log.append_messages([send(alice, "\ud800"), send(alice, "x", client_id="\x00")])
+        results = log.append_events([send(alice, "\ud800"), send(alice, "x", client_id="\x00")])
     assert [r.error for r in results] == ["bad_request", "bad_request"]
     lobby.refresh_from_db()
     assert lobby.last_seq == 0

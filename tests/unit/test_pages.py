@@ -96,7 +96,7 @@ def page_of(response) -> Element:
 
 
 def say(user, body: str, room: str = "lobby", client_id: str | None = None) -> int:
-    (result,) = log.append_messages([SendRequest(room, user.id, user.username, body, client_id)])
+    (result,) = log.append_events([SendRequest(room, user.id, user.username, body, client_id)])
     return result.seq
 
 
@@ -282,7 +282,7 @@ def test_room_page_transport_override(client, rooms, query, expected):
 
 
 def test_room_page_renders_only_the_last_50_events(client, rooms, alice):
-    log.append_messages(
+    log.append_events(
         [SendRequest("lobby", alice.id, "alice", f"m{i}", None) for i in range(1, 61)]
     )
     items = page_of(client.get("/rooms/lobby/")).by_id("messages").find_all("li")

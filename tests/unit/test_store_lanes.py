@@ -71,7 +71,7 @@ def test_a_lane_per_room_commits_rooms_side_by_side_and_each_room_in_order():
 
 
 class FakeLog:
-    """``chat.log.append_messages`` over an in-memory log that refuses like a database.
+    """``chat.log.append_events`` over an in-memory log that refuses like a database.
 
     A batch holding a body that contains ``refuse`` fails whole (as one transaction
     does); ``outage`` makes every call fail like a database that is down.
@@ -83,7 +83,7 @@ class FakeLog:
         self.seqs: dict[str, int] = {}
         self.outage: Exception | None = None
 
-    def append_messages(self, requests: list[SendRequest]) -> list[SendResult]:
+    def append_events(self, requests: list[SendRequest]) -> list[SendResult]:
         self.calls.append([r.body for r in requests])
         if self.outage is not None:
             raise self.outage
@@ -147,7 +147,7 @@ def answers(store: Store, sends: list[SendRequest]) -> list:
 def test_a_refused_send_fails_alone_and_the_others_commit_in_order(monkeypatch, caplog, error):
     caplog.set_level(logging.INFO)
     fake = FakeLog({"BAD": error})
-    monkeypatch.setattr(log, "append_messages", fake.append_messages)
+    monkeypatch.setattr(log, "append_events", fake.append_events)
     store = SyncStore()
     sends = [send("a", "a1"), send("b", "b1"), send("a", "BAD"), send("b", "b2"), send("a", "a2")]
     got = answers(store, sends)
@@ -177,7 +177,7 @@ def test_a_refused_send_fails_alone_and_the_others_commit_in_order(monkeypatch, 
 
 def test_an_unexpected_error_of_one_send_is_unavailable_for_it_alone(monkeypatch, caplog):
     fake = FakeLog({"BUG": RuntimeError("a bug")})
-    monkeypatch.setattr(log, "append_messages", fake.append_messages)
+    monkeypatch.setattr(log, "append_events", fake.append_events)
     got = answers(SyncStore(), [send("a", "a1"), send("a", "BUG"), send("a", "a2")])
     assert got == [("a1", 1, None), ("BUG", None, ErrorCode.UNAVAILABLE), ("a2", 2, None)]
     assert sum(r.exc_info is not None for r in caplog.records) == 1  # a bug: one traceback
@@ -189,7 +189,7 @@ def test_an_unexpected_error_of_one_send_is_unavailable_for_it_alone(monkeypatch
 def test_an_outage_fails_the_batch_unavailable_without_retrying_each_send(monkeypatch, outage):
     fake = FakeLog({})
     fake.outage = outage
-    monkeypatch.setattr(log, "append_messages", fake.append_messages)
+    monkeypatch.setattr(log, "append_events", fake.append_events)
     store = SyncStore()
     got = answers(store, [send("a", "a1"), send("b", "b1"), send("a", "a2")])
     assert got == [(body, None, "StoreUnavailable") for body in ("a1", "b1", "a2")]
@@ -201,7 +201,7 @@ def test_an_outage_fails_the_batch_unavailable_without_retrying_each_send(monkey
 def test_an_outage_during_the_retry_ends_it(monkeypatch):
     """The sends appended before the outage keep their seqs; the rest are unavailable."""
     fake = FakeLog({"BAD": DataError("bad")})
-    original = fake.append_messages
+    original = fake.append_events
 
     def append(requests):
         if requests == [sends[2]]:  # the database goes away in the middle of the retry
@@ -209,7 +209,7 @@ def test_an_outage_during_the_retry_ends_it(monkeypatch):
         return original(requests)
 
     sends = [send("a", "a1"), send("a", "BAD"), send("a", "a2"), send("a", "a3")]
-    monkeypatch.setattr(log, "append_messages", append)
+    monkeypatch.setattr(log, "append_events", append)
     got = answers(SyncStore(), sends)
     assert got == [
         ("a1", 1, None),
@@ -224,7 +224,7 @@ def test_the_next_batch_waits_for_the_retried_one(monkeypatch):
     """Group commit's order holds through a retry: sends that arrive meanwhile form the
     next batch, which starts only after every answer of the retried one was given."""
     fake = FakeLog({"BAD": DataError("bad")})
-    monkeypatch.setattr(log, "append_messages", fake.append_messages)
+    monkeypatch.setattr(log, "append_events", fake.append_events)
     store = SyncStore()
     order: list[str] = []
 

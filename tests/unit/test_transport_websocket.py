@@ -54,7 +54,13 @@ def test_the_handshake_is_a_101_then_hello_and_presence(ws, live, authorizer):
     assert status == 101
     assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     hello, presence = peer.read()
-    assert hello == {"type": "hello", "room": "lobby", "user": "alice", "last_seq": 0}
+    assert hello == {
+        "type": "hello",
+        "room": "lobby",
+        "user": "alice",
+        "last_seq": 0,
+        "read_seq": None,
+    }
     assert presence == {"type": "presence", "room": "lobby", "users": ["alice"]}
     connection = only(live)
     # What revocation reads of every subscriber.

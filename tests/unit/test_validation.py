@@ -127,11 +127,11 @@ DB_EXAMPLES = settings(
 @example(text="\udbff\udfff")
 def test_any_text_is_refused_by_the_checks_or_stored_exactly(alice, lobby, text):
     if check_body(text, MAX_CHARS) is None:
-        (result,) = log.append_messages([request(text, user_id=alice.id)])
+        (result,) = log.append_events([request(text, user_id=alice.id)])
         assert result.created, result
         assert stored_row(result.seq) == (text, None)
     if check_client_id(text) is None:
-        (result,) = log.append_messages([request("body", text, user_id=alice.id)])
+        (result,) = log.append_events([request("body", text, user_id=alice.id)])
         assert result.seq is not None, result
         assert stored_row(result.seq)[1] == text
 
@@ -146,7 +146,7 @@ def test_the_log_never_lets_one_send_fail_its_batch(alice, lobby, attic, body, c
     """Sent to the log directly, between two good sends of another room and this one:
     the odd send is stored exactly or refused with bad_request, and the others are stored."""
     before = Room.objects.get(slug="attic").last_seq
-    results = log.append_messages(
+    results = log.append_events(
         [
             request("before", room="attic", user_id=alice.id),
             request(body, client_id, user_id=alice.id),
