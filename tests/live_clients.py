@@ -36,7 +36,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-DURABLE_TYPES = ("message", "deleted")
+DURABLE_TYPES = ("message", "edited", "reaction", "deleted")
 # One line per request drowns the interesting part of a failure report.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 DEFAULT_TIMEOUT = 10.0
@@ -216,7 +216,7 @@ def wait_healthy(server, timeout: float = 30.0) -> None:
 
 
 def durable(events: Iterable[dict]) -> list[dict]:
-    """The durable events (``message``, ``deleted``) among received frames."""
+    """The durable events (``message``, ``edited``, ``reaction``, ``deleted``) among frames."""
     return [e for e in events if isinstance(e, dict) and e.get("type") in DURABLE_TYPES]
 
 
