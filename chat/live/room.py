@@ -25,63 +25,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Collection
-from typing import Protocol
 
 from twisted.internet import defer
 
 from chat.live import metrics
 from chat.live.events import OutboundEvent
 from chat.live.limits import LiveLimits
-from chat.live.message_state import ACTING, current_state
 from chat.live.presence import RoomPresence
 from chat.live.records import RoomInfo, UserInfo
+from chat.live.ring import Ring
 from chat.live.store import StoreUnavailable
+from chat.live.subscriber import Holder, Joining, Subscriber
 from chat.live.waiters import AccessRevoked, PollAnswer, PollWaiters
 
 __all__ = ["AccessRevoked", "Holder", "LiveRoom", "PollAnswer", "Subscriber"]
 
 
 logger = logging.getLogger(__name__)
-
-
-class Subscriber(Protocol):
-    """What a transport gives the room for one live connection.
-
-    A transport may also give ``session_key`` (the session the connection was opened
-    with), so that a logout ends exactly that session's connections; the room reads it
-    with ``getattr`` and treats a subscriber without one as of any session of its user.
-    """
-
-    transport_name: str
-    user: UserInfo | None
-
-    def started(self, last_seq: int) -> None:
-        """Registered; ``last_seq`` is the room's newest seq at that moment."""
-
-    def deliver(self, event: OutboundEvent) -> None:
-        """Write one event (durable ones arrive in seq order, each once)."""
-
-    def drop(self, reason: str) -> None:
-        """The room ends this subscription (shutdown, slow, unavailable, revoked: the
-        user lost access, WebSocket close 4403); the transport closes its connection and
-        does not unsubscribe."""
-
-
-class _Joining:
-    """A subscriber between registration and live: replaying, or ahead of the room."""
-
-    __slots__ = ("floor", "held", "subscriber")
-
-    def __init__(self, subscriber: Subscriber, floor: int, reading: bool) -> None:
-        self.subscriber = subscriber
-        self.floor = floor  # highest seq the subscriber has (or will get from its replay)
-        self.held: list[OutboundEvent] | None = [] if reading else None
-
-
-# Who holds something open in a room: (user, the session it was opened with, if known).
-Holder = tuple[UserInfo | None, str | None]
 
 
 class LiveRoom:
@@ -102,13 +63,13 @@ class LiveRoom:
         self._maybe_idle = maybe_idle  # told whenever the room may have no one left
         self.info: RoomInfo | None = None
         self.last_seq = 0
-        self.ring: deque[OutboundEvent] = deque(maxlen=limits.ring_size)
+        self.ring = Ring(limits.ring_size)
         self.subscribers: set[Subscriber] = set()
         # Told of every durable event, in seq order, after the subscribers: the inbox
         # (chat/live/inbox.py) follows a member room through one watcher per process,
         # however many of the room's members have an inbox stream here.
         self.watchers: list[Callable[[OutboundEvent], None]] = []
-        self.joining: dict[Subscriber, _Joining] = {}
+        self.joining: dict[Subscriber, Joining] = {}
         self.waiters = PollWaiters(clock, self._cursor, lambda: self._maybe_idle(self))
         self.held: dict[int, OutboundEvent] = {}  # arrived ahead of a gap (max_held)
         # Events that came while the room loaded: at most those committed during one
@@ -223,8 +184,6 @@ class LiveRoom:
     def _fan_out(self, event: OutboundEvent) -> None:
         self.last_seq = event.seq
         self.ring.append(event)
-        if event.type in ACTING:
-            self._update_in_ring(event)
         subscribers = self.subscribers
         if subscribers:
             for subscriber in tuple(subscribers):
@@ -239,25 +198,6 @@ class LiveRoom:
         if event.started is not None:
             metrics.DELIVERY_LATENCY.observe(time.monotonic() - event.started)
 
-    def _update_in_ring(self, event: OutboundEvent) -> None:
-        """Replays from the ring show a message in its current state, as the log does
-        (chat/history.py): an edit, a reaction or a deletion changes its ring entry."""
-        ring = self.ring
-        target = event.event.get("target")
-        if not isinstance(target, int) or not ring or target < ring[0].seq:
-            return
-        index = target - ring[0].seq
-        if index >= len(ring) or ring[index].type != "message":
-            return
-        ring[index] = OutboundEvent(current_state(ring[index].event, event.event))
-
-    def _ring_after(self, since: int) -> list[OutboundEvent] | None:
-        """The ring's events after ``since``, or None when the ring starts later."""
-        first_in_ring = self.ring[0].seq if self.ring else self.last_seq + 1
-        if since + 1 < first_in_ring:
-            return None
-        return list(self.ring)[since + 1 - first_in_ring :]
-
     # -- subscriptions ---------------------------------------------------------------
 
     def subscribe(self, subscriber: Subscriber, since: int | None) -> None:
@@ -270,19 +210,19 @@ class LiveRoom:
         if since > self.last_seq:
             # The client has seen more than this process has delivered (it came from a
             # process that is ahead): skip what it has until the room catches up.
-            self.joining[subscriber] = _Joining(subscriber, since, reading=False)
+            self.joining[subscriber] = Joining(subscriber, since, reading=False)
             return
-        replay = self._ring_after(since)
+        replay = self.ring.after(since, self.last_seq)
         if replay is not None:
             for event in replay:
                 subscriber.deliver(event)
             self.subscribers.add(subscriber)
             return
-        joining = self.joining[subscriber] = _Joining(subscriber, self.last_seq, reading=True)
+        joining = self.joining[subscriber] = Joining(subscriber, self.last_seq, reading=True)
         d = defer.Deferred.fromCoroutine(self._replay(joining, since, self.last_seq))
         d.addErrback(lambda f: logger.error("replay of %s failed: %s", self.slug, f.value))
 
-    async def _replay(self, joining: _Joining, after: int, until: int) -> None:
+    async def _replay(self, joining: Joining, after: int, until: int) -> None:
         """Send (after, until] from the database, then the events held meanwhile."""
         subscriber = joining.subscriber
         try:
@@ -312,7 +252,7 @@ class LiveRoom:
             joining.floor = held[-1].seq
         self._promote(joining)
 
-    def _offer(self, joining: _Joining, event: OutboundEvent) -> None:
+    def _offer(self, joining: Joining, event: OutboundEvent) -> None:
         if joining.held is not None:
             joining.held.append(event)
             if len(joining.held) > self.limits.max_join_hold:
@@ -326,7 +266,7 @@ class LiveRoom:
             joining.floor = event.seq
         self._promote(joining)
 
-    def _promote(self, joining: _Joining) -> None:
+    def _promote(self, joining: Joining) -> None:
         if joining.held is None and joining.floor <= self.last_seq:
             del self.joining[joining.subscriber]
             self.subscribers.add(joining.subscriber)
@@ -437,7 +377,7 @@ class LiveRoom:
             self.presence.lease(user.username, lease, user.id)
         limit = self.limits.poll_max_events
         if since is not None and since < self.last_seq:
-            events = self._ring_after(since)
+            events = self.ring.after(since, self.last_seq)
             if events is not None:
                 events = events[:limit]
                 return defer.succeed(PollAnswer(events, events[-1].seq))

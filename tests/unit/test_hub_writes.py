@@ -2,7 +2,7 @@
 
 Every write frame goes through ``RoomHub.submit``: validated before the store sees it,
 rate-limited like a send, idempotent by client_id; and a replay from the ring shows each
-message as the log now has it (chat/live/message_state.py), like a replay from the
+message as the log now has it (chat/live/ring.py), like a replay from the
 database (chat/history.py, tests/unit/test_log_writes.py).
 """
 
@@ -12,7 +12,7 @@ import pytest
 from live_fakes import ALICE, Recorder, fired
 
 from chat.live.events import OutboundEvent
-from chat.live.message_state import current_state
+from chat.live.ring import current_state
 from chat.live.records import RoomInfo, WriteKind
 
 
