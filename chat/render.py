@@ -112,6 +112,13 @@ def render(body: str, mentionable: Mentionable) -> Rendered:
     is given the candidate names (once, only if there are any) and answers with those
     that exist and may read it. ``mentions`` lists each mentioned name once, in order.
     """
+    if _is_plain(body):
+        return Rendered(html=body, mentions=[])
+    return _render_markdown(body, mentionable)
+
+
+def _render_markdown(body: str, mentionable: Mentionable) -> Rendered:
+    """The whole pipeline: parse, links, mentions, render, sanitize."""
     env: dict = {}
     # JSON may carry lone surrogates ("\ud800"), which no UTF-8 output can hold; they get
     # the same U+FFFD that markdown-it gives a NUL.
@@ -129,6 +136,22 @@ def render(body: str, mentionable: Mentionable) -> Rendered:
         tokens[0].hidden = tokens[2].hidden = True
     html = _MD.renderer.render(tokens, _MD.options, env)
     return Rendered(html=sanitize(html).strip(), mentions=mentions)
+
+
+# Characters that some enabled rule acts on (emphasis, code, escapes, quotes, fences,
+# autolinks, mentions) or that an HTML serializer writes as an entity.
+_ACTIVE = frozenset("*_`\\>@:~&<[]")
+
+
+def _is_plain(body: str) -> bool:
+    """Whether ``body`` renders as itself: one line of printable text that no rule acts on
+    and no serializer escapes, with no space at either end (a paragraph is trimmed).
+
+    Most messages are such a line, and parsing one costs a tenth of a millisecond or more
+    of the store's thread for nothing (tests/unit/test_render.py checks, by property,
+    that this answer is the full pipeline's).
+    """
+    return body.isprintable() and body == body.strip() and _ACTIVE.isdisjoint(body)
 
 
 def sanitize(html: str) -> str:

@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from chat import render as render_module
 from chat.render import MAX_QUOTE_DEPTH, Rendered, render
 
 READERS = frozenset({"alice", "bob", "bob.smith", "carol-x", "dan_y", "eve+z", "日本"})
@@ -310,3 +314,36 @@ def test_render_imports_neither_django_nor_twisted():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     ).stdout
     assert out.strip() == "[]"
+
+
+# -- the plain-line shortcut -------------------------------------------------------------
+
+# Mostly what the shortcut's test looks at, plus letters and every other kind of character.
+_LINE = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(list("ab  -+#=|.,;?!'\"()[]{}$%^/1\t\xa0\u2028\u200b&<>*_`\\@:~")),
+        st.characters(codec="utf-8"),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@hypothesis_settings(max_examples=3000, deadline=None)
+@given(_LINE)
+@example('don\'t say "no"')
+@example("1. not a list")
+@example("# not a heading")
+@example("a | b")
+def test_a_plain_line_renders_as_the_full_pipeline_renders_it(body):
+    """The shortcut answers only where the whole pipeline would give the same answer."""
+    if render_module._is_plain(body):
+        assert render_module._render_markdown(body, READERS) == Rendered(body, [])
+
+
+def test_the_shortcut_takes_ordinary_lines_and_leaves_the_rest():
+    plain = render_module._is_plain
+    assert plain("see you at 5, ok? (bring snacks)")
+    assert plain('don\'t say "no"')
+    for body in ("**b**", "@bob", "http://x", "a\nb", " lead", "a & b", "<b>", "a\u200b"):
+        assert not plain(body), body
