@@ -246,13 +246,17 @@ def _join_by_sending(rooms, joined: dict[str, set[int]], results, requests) -> N
         for request, result in zip(requests, results, strict=True):
             if request.room == slug and request.user_id in new and result and result.created:
                 first.setdefault(request.user_id, result.seq)
+        # ON CONFLICT DO NOTHING (SQLite and PostgreSQL alike): a join made at the same
+        # moment by another door (the API's join) must not fail this batch's sends.
         with connection.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO chat_room_members (room_id, user_id) VALUES (%s, %s)",
+                "INSERT INTO chat_room_members (room_id, user_id) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
                 [(room.id, user_id) for user_id in sorted(new)],
             )
             cursor.executemany(
-                "INSERT INTO chat_readposition (room_id, user_id, read_seq) VALUES (%s, %s, %s)",
+                "INSERT INTO chat_readposition (room_id, user_id, read_seq) "
+                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                 [(room.id, user_id, first[user_id]) for user_id in sorted(new)],
             )
         change = AccessChange.room_changed(slug, tuple(new))
