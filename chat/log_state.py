@@ -51,9 +51,11 @@ class Body:
     rendered: Rendered
     mention_ids: dict[str, int]
 
-    @property
-    def user_ids(self) -> list[int]:
-        return [self.mention_ids[name] for name in self.rendered.mentions]
+    def mentioned(self, author_id: int) -> list[int]:
+        """The ids of the users mentioned, but the author: a mention of oneself is text,
+        not a notification (no ``Mention`` row, so it counts for nobody)."""
+        ids = (self.mention_ids[name] for name in self.rendered.mentions)
+        return [user_id for user_id in ids if user_id != author_id]
 
 
 class RoomAppend:
@@ -105,7 +107,9 @@ class RoomAppend:
                 self._stamp,
             )
         )
-        self._mentions.extend((self.room.id, seq, user_id) for user_id in body.user_ids)
+        self._mentions.extend(
+            (self.room.id, seq, user_id) for user_id in body.mentioned(request.user_id)
+        )
         self.targets[seq] = Target(None, seq, Message.Kind.MESSAGE, request.user_id, None)
         row = Message(
             room_id=self.room.id,
@@ -130,7 +134,7 @@ class RoomAppend:
         Mention.objects.filter(room_id=self.room.id, seq=target.seq).delete()
         Mention.objects.bulk_create(
             Mention(room_id=self.room.id, seq=target.seq, user_id=user_id)
-            for user_id in body.user_ids
+            for user_id in body.mentioned(request.user_id)
         )
         return self._event(
             request.user_id,

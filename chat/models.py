@@ -123,9 +123,10 @@ class Message(models.Model):
         ordering = ["room", "seq"]
         indexes = [
             # The messages that count as unread: an unread count walks this index from the
-            # reader's position and stops at 100 (chat/counts.py), never the whole log.
+            # reader's position and stops at 100 (chat/counts.py), never the whole log. It
+            # carries the author, so leaving out the reader's own needs no table row.
             models.Index(
-                fields=["room", "seq"],
+                fields=["room", "seq", "user"],
                 condition=Q(kind="message", deleted_at__isnull=True),
                 name="chat_message_live",
             ),

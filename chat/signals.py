@@ -20,6 +20,10 @@ anyone's access (a member added, a room made public) only costs a read.
   other sessions), or it is deleted: that account, in every room.
 - A user logs out (``user_logged_out``): that session.
 
+Membership also owns a row: each member's read position (chat/membership.py). The same
+``m2m_changed`` makes it (at the room's last seq) and deletes it, inside the transaction
+of the change, whichever side the change came from.
+
 What bypasses signals is not seen here: ``QuerySet.update()`` and raw SQL. The admin
 makes none (chat/admin.py edits rooms through the change form, whose members widget is
 an ``m2m_changed``, and it has no bulk action on rooms but the hard delete, removed), and
@@ -41,6 +45,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
+from chat import membership
 from chat.live.publish import AccessChange, announce_access
 from chat.models import Room
 
@@ -81,6 +86,25 @@ def members_changed(
         return
     for slug in rooms.values_list("slug", flat=True):
         announce(AccessChange.room_changed(slug, (instance.pk,)), using)
+
+
+def positions_follow_members(
+    sender, instance, action: str, reverse: bool, pk_set, using: str, **kwargs
+) -> None:
+    """A read position per membership: made on add, deleted on remove and clear."""
+    if action == "pre_clear":  # before the rows go; post_clear no longer tells which
+        if reverse:
+            membership.members_cleared(user_id=instance.pk, using=using)
+        else:
+            membership.members_cleared(room_id=instance.pk, using=using)
+        return
+    if action not in ("post_add", "post_remove") or not pk_set:
+        return
+    rooms, users = (pk_set, [instance.pk]) if reverse else ([instance.pk], pk_set)
+    if action == "post_add":
+        membership.members_added(rooms, users, using=using)
+    else:
+        membership.members_removed(rooms, users, using=using)
 
 
 # -- rooms ---------------------------------------------------------------------------
@@ -160,6 +184,11 @@ def connect() -> None:
     """Connect every receiver (once: ``ChatConfig.ready``; the uids make it idempotent)."""
     m2m_changed.connect(
         members_changed, sender=Room.members.through, dispatch_uid="chat.access.members"
+    )
+    m2m_changed.connect(
+        positions_follow_members,
+        sender=Room.members.through,
+        dispatch_uid="chat.membership.positions",
     )
     pre_save.connect(room_saving, sender=Room, dispatch_uid="chat.access.room_saving")
     post_save.connect(room_saved, sender=Room, dispatch_uid="chat.access.room_saved")

@@ -141,7 +141,7 @@ class Migration(migrations.Migration):
             model_name="message",
             index=models.Index(
                 condition=models.Q(("deleted_at__isnull", True), ("kind", "message")),
-                fields=["room", "seq"],
+                fields=["room", "seq", "user"],
                 name="chat_message_live",
             ),
         ),
