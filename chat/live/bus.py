@@ -10,6 +10,9 @@ and gives them to the hub in its constructor.
   bus may deliver late, twice or out of order without breaking a guarantee. It also
   carries access changes (chat/live/publish.py ``AccessChange``): the hub re-checks the
   connections a change concerns, so a change heard twice costs a read and nothing else.
+  And it carries read positions that moved (``ReadNotice``, chat/live/reads.py), for the
+  reading user's connections in the other processes: ephemeral, so one lost while the
+  bus is away is not made up for (the next hello has the position).
 - ``PresenceStore``: this process's users of each room, for the others, and theirs, for
   this one.
 - ``SendCounter``: a per-user count of sends in every process, which
@@ -28,6 +31,7 @@ from twisted.internet import defer
 
 from chat.live.events import OutboundEvent
 from chat.live.publish import AccessChange
+from chat.live.records import ReadNotice
 
 
 class BusListener(Protocol):
@@ -36,6 +40,9 @@ class BusListener(Protocol):
 
     def access_changed(self, change: AccessChange) -> None:
         """An access change committed by another process."""
+
+    def read_moved(self, notice: ReadNotice) -> None:
+        """A read position moved in another process (for the user's connections here)."""
 
     def bus_reconnected(self) -> None:
         """The bus was away and may have dropped events and access changes: read them
@@ -54,6 +61,10 @@ class EventBus(Protocol):
         """An access change committed in this process, for every other process (this one
         has applied it already). Every process hears every change, whichever rooms it
         follows: its Authorizer may hold answers about rooms it has no live room for."""
+
+    def announce_read(self, notice: ReadNotice) -> None:
+        """A read position moved in this process, for every other process (the user's
+        connections may be anywhere, whichever rooms each process follows)."""
 
     def follow(self, slug: str) -> None:
         """This process has a live room ``slug``: send its events here."""
@@ -105,6 +116,9 @@ class LocalBus:
 
     def announce(self, change: AccessChange) -> None:
         pass  # the hub applied it here (RoomHub.announce), and there is no one else
+
+    def announce_read(self, notice: ReadNotice) -> None:
+        pass  # the read tracker told this process's connections; there is no one else
 
     def follow(self, slug: str) -> None:
         pass

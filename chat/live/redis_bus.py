@@ -19,6 +19,12 @@ no live room for (a refused connection, a long-poll POST). A process ignores its
 (its hub applied them at once). What a process misses while disconnected is found by
 the hub's re-authorization at reconnect, which also makes every cached answer stale.
 
+Read positions that moved (chat/live/reads.py ``ReadNotice``) go on one channel every
+process subscribes to as well, ``<prefix>:reads``: the reading user's connections may be
+in any process, whether or not it follows the room (an inbox stream, chat/live/inbox.py,
+follows rooms by membership). They are ephemeral: one announced while Redis is down is
+dropped, not kept (the user's next hello has the position).
+
 Presence: each process keeps its users of a room in one field of the hash
 ``<prefix>:presence:<slug>``, stamped with the time; a change is announced on the room's
 channel and the others re-read the hash. Fields are rewritten every ``PRESENCE_REFRESH``
@@ -48,6 +54,7 @@ from twisted.internet.protocol import Factory
 from chat.live.bus import BusListener, PresenceListener
 from chat.live.events import OutboundEvent
 from chat.live.publish import AccessChange
+from chat.live.records import ReadNotice
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ PRESENCE_REFRESH = 10.0
 PRESENCE_TTL = 30.0
 PRESENCE_SYNC = "presence_sync"  # a note on a room channel; never sent to clients
 ACCESS_CHANGE = "access_change"  # a note on the access channel; never sent to clients
+READ_MOVED = "read_moved"  # a note on the reads channel; never sent to clients
 # Access changes announced while the command connection is down, published once it is
 # back. Changes come at the pace of people, so this is minutes of them; past it the
 # oldest are dropped, and the other processes' room checks still find the room and
@@ -97,6 +105,10 @@ class RedisLink:
     @property
     def access_channel(self) -> str:
         return f"{self.prefix}:access"
+
+    @property
+    def reads_channel(self) -> str:
+        return f"{self.prefix}:reads"
 
     def start(self, bus: RedisEventBus) -> None:
         self._bus = bus
@@ -167,7 +179,7 @@ class RedisEventBus:
 
     def connected(self, pubsub) -> None:
         """The pub/sub connection is (again) up: subscribe, then catch up what was missed."""
-        channels = [self.link.access_channel]
+        channels = [self.link.access_channel, self.link.reads_channel]
         channels.extend(self.link.room_channel(slug) for slug in self.followed)
         pubsub.subscribe(channels)
         if self.listener is not None:
@@ -190,6 +202,13 @@ class RedisEventBus:
                 logger.warning("redis bus: ignoring a malformed access change %r", data[:200])
             elif event["node"] != self.link.node and self.listener is not None:
                 self.listener.access_changed(change)
+            return
+        if isinstance(event, dict) and event.get("type") == READ_MOVED:
+            notice = read_notice_from_json(event.get("notice"))
+            if notice is None or not isinstance(event.get("node"), str):
+                logger.warning("redis bus: ignoring a malformed read notice %r", data[:200])
+            elif event["node"] != self.link.node and self.listener is not None:
+                self.listener.read_moved(notice)
             return
         if isinstance(event, dict) and event.get("type") == PRESENCE_SYNC:
             if isinstance(event.get("room"), str) and isinstance(event.get("node"), str):
@@ -222,6 +241,16 @@ class RedisEventBus:
             return
         self._publish_change(data)
 
+    def announce_read(self, notice: ReadNotice) -> None:
+        redis = self.link.commands
+        if redis is None:
+            return  # ephemeral: the user's other connections learn it at their next hello
+        note = {"type": READ_MOVED, "node": self.link.node, "notice": read_notice_json(notice)}
+        d = redis.publish(self.link.reads_channel, json.dumps(note).encode())
+        d.addErrback(
+            lambda f: logger.warning("redis read publish failed: %s", f.getErrorMessage())
+        )
+
     def _publish_change(self, data: bytes) -> None:
         d = self.link.commands.publish(self.link.access_channel, data)
         d.addErrback(
@@ -237,6 +266,24 @@ class RedisEventBus:
         self.followed.discard(slug)
         if self.link.pubsub is not None:
             self.link.pubsub.unsubscribe(self.link.room_channel(slug))
+
+
+_NOTICE_INTS = ("user_id", "read_seq", "unread", "mentions", "through")
+
+
+def read_notice_json(notice: ReadNotice) -> dict:
+    return {"room": notice.room, **{name: getattr(notice, name) for name in _NOTICE_INTS}}
+
+
+def read_notice_from_json(data: object) -> ReadNotice | None:
+    """The notice ``data`` describes, or None when it is not a well-formed one: a room
+    slug and non-negative integers (not bools), nothing trusted beyond its shape."""
+    if not isinstance(data, dict) or not isinstance(data.get("room"), str):
+        return None
+    values = {name: data.get(name) for name in _NOTICE_INTS}
+    if not all(type(value) is int and value >= 0 for value in values.values()):
+        return None
+    return ReadNotice(room=data["room"], **values)
 
 
 class RedisPresenceStore:

@@ -1,8 +1,9 @@
-"""Live chat of one process, assembled: store, bus, hub, auth and the three transports."""
+"""Live chat of one process, assembled: store, bus, hub, auth, read positions, the inbox,
+and the three transports (each serving a room's stream and the user's inbox stream)."""
 
 from __future__ import annotations
 
-from twisted.internet import defer, task
+from twisted.internet import defer, task, threads
 from twisted.web.resource import Resource
 
 from chat.live import metrics, publish
@@ -10,9 +11,14 @@ from chat.live.auth import Authorizer
 from chat.live.bus import EventBus, LocalBus, LocalPresenceStore, PresenceStore, SendCounter
 from chat.live.connections import OpenConnections
 from chat.live.hub import RoomHub
+from chat.live.inbox import InboxHub
+from chat.live.inbox_poll import InboxPollResource, PollSessions
+from chat.live.inbox_web import InboxEventStreamResource, InboxWebSocketResource, LiveRoutes
 from chat.live.longpoll import LongPollResource
 from chat.live.publish import AccessChange
 from chat.live.ratelimit import rate_limiter
+from chat.live.reads import ReadTracker
+from chat.live.records import ReadNotice
 from chat.live.redis_bus import RedisEventBus, RedisLink, RedisPresenceStore, RedisSendCounter
 from chat.live.sse import PING_INTERVAL as SSE_PING_INTERVAL
 from chat.live.sse import EventStreamResource
@@ -26,6 +32,23 @@ from chat.live.websocket import WebSocketResource
 # The same check re-authorizes every live connection (AccessWatch.check_all), for access
 # changes no notice reported: one store read per process per interval.
 CHECK_ROOMS_INTERVAL = 5.0
+
+
+class BusListener:
+    """What the bus hears, to whom it goes: events and access changes to the hub (and
+    access changes to the inbox too), read positions to the read tracker. The hub's own
+    methods are bound here, so an event from the bus costs no extra call."""
+
+    def __init__(self, hub: RoomHub, reads: ReadTracker, inbox: InboxHub) -> None:
+        self.deliver = hub.deliver
+        self.bus_reconnected = hub.bus_reconnected
+        self.read_moved = reads.read_moved
+        self._hub = hub
+        self._inbox = inbox
+
+    def access_changed(self, change: AccessChange) -> None:
+        self._hub.access_changed(change)
+        self._inbox.access_changed(change)
 
 
 class LiveService:
@@ -56,6 +79,9 @@ class LiveService:
         )
         # Every live connection past its checks, by transport and by user (their bound).
         self.open_connections = OpenConnections.from_settings(settings)
+        self.inbox = InboxHub(reactor, self.hub, self.store)
+        self.inbox_polls = PollSessions(reactor, self.inbox)
+        self.reads = ReadTracker(reactor, self.store, self.hub, self.bus, self.inbox)
         self._loops = [
             self._every(
                 getattr(settings, "CHAT_ROOM_CHECK_SECONDS", CHECK_ROOMS_INTERVAL),
@@ -91,18 +117,24 @@ class LiveService:
 
     def resources(self) -> dict[bytes, Resource]:
         return {
-            b"ws": WebSocketResource(self),
-            b"events": EventStreamResource(self),
-            b"poll": LongPollResource(self),
+            b"ws": LiveRoutes(WebSocketResource(self), InboxWebSocketResource(self)),
+            b"events": LiveRoutes(EventStreamResource(self), InboxEventStreamResource(self)),
+            b"poll": LiveRoutes(LongPollResource(self), InboxPollResource(self)),
         }
 
     def start(self) -> None:
         self.store.start()
         self.presence.start(self.hub)
-        self.bus.start(self.hub)
+        self.bus.start(BusListener(self.hub, self.reads, self.inbox))
         for loop, seconds in self._loops:
             loop.start(seconds, now=False)
-        publish.install(self.reactor.callFromThread, self.publish_committed, self.access_changed)
+        publish.install(
+            self.reactor.callFromThread,
+            self.publish_committed,
+            self.access_changed,
+            read_sink=self.read_heard,
+            submit=self.submit_from_thread,
+        )
 
     def publish_committed(self, event: dict) -> None:
         """A durable event committed by Django code (admin delete), on the reactor."""
@@ -111,6 +143,16 @@ class LiveService:
     def access_changed(self, change: AccessChange) -> None:
         """An access change committed by Django code (chat/signals.py), on the reactor."""
         self.hub.announce(change)
+        self.inbox.access_changed(change)
+
+    def read_heard(self, notice: ReadNotice) -> None:
+        """A read position moved by Django code (the REST API), on the reactor."""
+        self.reads.heard(notice)
+
+    def submit_from_thread(self, slug: str, user, frame: dict):
+        """A write from a WSGI thread through the hub's write path; blocks that thread
+        (never the reactor) until the hub answers."""
+        return threads.blockingCallFromThread(self.reactor, self.hub.submit, slug, user, frame)
 
     @defer.inlineCallbacks
     def drain(self):
@@ -120,6 +162,7 @@ class LiveService:
             if loop.running:
                 loop.stop()
         self.hub.drop_all("shutdown")
+        self.inbox.drop_all("shutdown")
         # Let the close frames and last chunks reach the clients.
         yield task.deferLater(self.reactor, 0.1, lambda: None)
         yield self.presence.stop()  # needs the bus's Redis link, so first

@@ -153,16 +153,16 @@ def test_a_pubsub_reconnect_resubscribes_every_room_then_catches_up(pieces):
     bus.follow("lobby")  # not connected yet: remembered
     first = FakePubSub()
     link._ready("pubsub", first)
-    assert first.channels == {"t:access", "t:room:lobby"} and listener.reconnects == 1
+    assert first.channels == {"t:access", "t:reads", "t:room:lobby"} and listener.reconnects == 1
     link._lost("pubsub", first)
     assert link.pubsub is None
     bus.follow("other")
     bus.unfollow("lobby")
     again = FakePubSub()
     link._ready("pubsub", again)
-    assert again.channels == {"t:access", "t:room:other"} and listener.reconnects == 2
+    assert again.channels == {"t:access", "t:reads", "t:room:other"} and listener.reconnects == 2
     bus.follow("third")
-    assert again.channels == {"t:access", "t:room:other", "t:room:third"}
+    assert again.channels == {"t:access", "t:reads", "t:room:other", "t:room:third"}
 
 
 def test_an_event_from_redis_is_delivered_with_the_bytes_it_came_in(pieces):

@@ -12,8 +12,8 @@ import pytest
 from live_fakes import ALICE, Recorder, fired
 
 from chat.live.events import OutboundEvent
-from chat.live.ring import current_state
 from chat.live.records import RoomInfo, WriteKind
+from chat.live.ring import current_state
 
 
 def load(hub, slug: str = "lobby"):
