@@ -1,7 +1,8 @@
 """What the processes of one deployment share, as three small interfaces.
 
 The idea of Channels' layers, smaller: each interface has an in-process implementation
-here, for a single process, and a Redis one in chat/live/redis_bus.py, for several
+here, for a single process, and a Redis one (the bus in chat/live/redis_bus.py, the
+other two in redis_state.py, all on one connection pair, redis_link.py), for several
 processes sharing rooms (REDIS_URL). chat/live/service.py picks them from the settings
 and gives them to the hub in its constructor.
 
@@ -45,8 +46,8 @@ class BusListener(Protocol):
         """A read position moved in another process (for the user's connections here)."""
 
     def bus_reconnected(self) -> None:
-        """The bus was away and may have dropped events and access changes: read them
-        from the database."""
+        """The bus was away and may have dropped events, access changes and read
+        notices: read what they would have said from the database."""
 
 
 class EventBus(Protocol):

@@ -19,21 +19,26 @@ here survives a restart or needs to.
 
 Losing access: a logout ends the streams opened with that session at once; an account
 change (deactivated, password changed) re-checks the sessions of that user's streams
-with one store read (``Store.recheck``); streams that no longer sign their user in end
-(WebSocket close 4403, the end of an SSE stream, a held long-poll answered 403).
+with one store read; streams that no longer sign their user in end (WebSocket close
+4403, the end of an SSE stream, a held long-poll answered 403, a poll session dropped).
+What no notice reports is found by the room check and after a bus outage
+(``InboxChecks``, chat/live/inbox_checks.py). The state itself (``UserInbox``,
+``Position``) is in chat/live/inbox_state.py; the store-thread reads in inbox_reads.py.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
 
 from twisted.internet import defer
 
 from chat.live.events import encode
-from chat.live.inbox_rooms import FollowedRoom, Position
+from chat.live.inbox_checks import InboxChecks
+from chat.live.inbox_reads import member_rooms_of, recount_rooms
+from chat.live.inbox_rooms import FollowedRoom
+from chat.live.inbox_state import InboxStream, Position, UserInbox
 from chat.live.publish import ACCOUNTS, ROOM, SESSION, AccessChange
-from chat.live.records import ReadNotice, RoomInfo, UserInfo
+from chat.live.records import ReadNotice, RoomInfo
 
 logger = logging.getLogger(__name__)
 
@@ -41,89 +46,36 @@ logger = logging.getLogger(__name__)
 # start with a letter or digit), it resolves the session alone: cached, and made stale
 # by the same access changes (a logout, an account change) as every other answer.
 NO_ROOM = ""
-# A failed re-read of a user's rooms, or re-check of their sessions, is retried after
-# this long; their streams stay open meanwhile (as connections do while the database is
-# down).
+# A failed re-read of a user's rooms is retried after this long; their streams stay open
+# meanwhile (as connections do while the database is down).
 RETRY = 1.0
-# The counts of a room object; the rest of it is what a ``rooms`` frame reports changes of.
-_COUNTS = ("last_seq", "read_seq", "unread", "mentions")
-
-
-class InboxStream(Protocol):
-    """What a transport gives the inbox for one inbox stream (or long-poll session)."""
-
-    user: UserInfo
-    session_key: str | None
-    ready: bool  # has had its hello: pushes before it are dropped (the hello covers them)
-
-    def hello(self, payload: bytes) -> None: ...
-
-    def push(self, kind: bytes, payload: bytes) -> None:
-        """One frame: ``kind`` is its type (SSE's ``event:``), ``payload`` its JSON."""
-
-    def drop(self, reason: str) -> None:
-        """The server ends the stream (revoked: 4403; shutdown: 1001)."""
-
-
-class UserInbox:
-    """One user's inbox in this process: their streams, rooms and counts."""
-
-    __slots__ = (
-        "again",
-        "loaded",
-        "loading",
-        "objects",
-        "positions",
-        "ready",
-        "refreshing",
-        "streams",
-        "user",
-        "waiting",
-    )
-
-    def __init__(self, user: UserInfo) -> None:
-        self.user = user
-        self.streams: set[InboxStream] = set()
-        self.ready: tuple[InboxStream, ...] = ()  # the streams that had their hello
-        self.positions: dict[str, Position] = {}
-        self.objects: list[dict] = []  # member_rooms' room objects, in its order
-        self.loaded = False
-        self.loading = False
-        self.waiting: list[defer.Deferred] = []
-        self.refreshing = False
-        self.again = False  # rooms to read again once the read in flight is done
-
-    def push(self, kind: bytes, payload: bytes) -> None:
-        for stream in self.ready:
-            stream.push(kind, payload)
-
-    def room_objects(self) -> list[dict]:
-        return [
-            self.positions[obj["slug"]].as_room_object(obj)
-            for obj in self.objects
-            if obj["slug"] in self.positions
-        ]
-
-    def shape(self) -> list[tuple]:
-        """The rooms as a ``rooms`` frame reports them, counts aside."""
-        return [
-            tuple(sorted((k, repr(v)) for k, v in obj.items() if k not in _COUNTS))
-            for obj in self.objects
-        ]
 
 
 class InboxHub:
-    """Every inbox of this process. ``member_rooms(user_id)`` and ``recount(info,
-    user_ids)`` run on the store's threads (defaults: chat.room_objects, chat.counts)."""
+    """Every inbox of this process.
 
-    def __init__(self, reactor, hub, store, *, member_rooms=None, recount=None) -> None:
+    On the store's threads (defaults in chat/live/inbox_reads.py): ``member_rooms(user_id)``
+    (the hello's rooms); ``recount(info, user_ids)``, one room's counts, given by tests
+    (the default counts every room asked in one reactor turn with ONE statement,
+    ``recount_rooms``); ``check(sessions, user_ids)``, the checks' read (InboxChecks).
+    """
+
+    def __init__(
+        self, reactor, hub, store, *, member_rooms=None, recount=None, check=None
+    ) -> None:
         self.reactor = reactor
         self.hub = hub
         self.store = store
         self._member_rooms = member_rooms or member_rooms_of
-        self._recount = recount or recount_room
+        if recount is None:
+            self._recount_rooms = recount_rooms
+        else:
+            self._recount_rooms = lambda asked: [recount(info, ids) for info, ids in asked]
         self.users: dict[int, UserInbox] = {}
         self.followed: dict[str, FollowedRoom] = {}
+        self._asked: list[tuple[RoomInfo, list[int], defer.Deferred]] = []
+        self._asking = None
+        self.checks = InboxChecks(self, check)
 
     # -- streams ---------------------------------------------------------------------
 
@@ -187,6 +139,7 @@ class InboxHub:
 
     async def _load(self, inbox: UserInbox) -> None:
         try:
+            inbox.reads += 1
             objects = await self.store.run(self._member_rooms, inbox.user.id)
             if self.users.get(inbox.user.id) is inbox:
                 await self._adopt(inbox, objects)
@@ -299,7 +252,30 @@ class InboxHub:
         followed.close()
 
     def recount(self, info: RoomInfo, user_ids: list[int]) -> defer.Deferred:
-        return self.store.run(self._recount, info, user_ids)
+        """``(last_seq, {user_id: (read_seq, unread, mentions)})`` of one room (FollowedRoom's
+        recount). The recounts of every room asked in one reactor turn share one store
+        call, and by default ONE statement: after a bus outage every position of the
+        process is recounted at once (InboxChecks.bus_reconnected)."""
+        d: defer.Deferred = defer.Deferred()
+        self._asked.append((info, list(user_ids), d))
+        if self._asking is None:
+            self._asking = self.reactor.callLater(0, self._recount_asked)
+        return d
+
+    def _recount_asked(self) -> None:
+        self._asking = None
+        asked, self._asked = self._asked, []
+
+        def answered(answers: list) -> None:
+            for (_info, _ids, d), answer in zip(asked, answers, strict=True):
+                d.callback(answer)
+
+        def failed(failure) -> None:
+            for _info, _ids, d in asked:
+                d.errback(failure)
+
+        d = self.store.run(self._recount_rooms, [(info, ids) for info, ids, _d in asked])
+        d.addCallbacks(answered, failed)
 
     def _lost(self, inbox: UserInbox) -> None:
         if self.users.get(inbox.user.id) is inbox:
@@ -322,6 +298,7 @@ class InboxHub:
             while inbox.again and self.users.get(inbox.user.id) is inbox:
                 inbox.again = False
                 before = inbox.shape()
+                inbox.reads += 1
                 try:
                     objects = await self.store.run(self._member_rooms, inbox.user.id)
                     if self.users.get(inbox.user.id) is not inbox:
@@ -357,7 +334,7 @@ class InboxHub:
             for user_id in ids:
                 self.refresh(self.users[user_id])
         elif change.kind == ACCOUNTS:
-            self._recheck([u for u in change.users or () if u in self.users])
+            self.checks.accounts_changed([u for u in change.users or () if u in self.users])
         elif change.kind == SESSION:
             for inbox in list(self.users.values()):
                 for stream in list(inbox.streams):
@@ -366,24 +343,15 @@ class InboxHub:
                     if mine:
                         stream.drop("revoked")
 
-    def _recheck(self, user_ids: list[int]) -> None:
-        """Whether each stream of these users still signs its user in (one read)."""
-        streams = [s for u in user_ids for s in self.users[u].streams]
-        if not streams:
-            return
-        sessions = {s.session_key for s in streams if s.session_key is not None}
+    # -- what no notice reported (chat/live/inbox_checks.py) ------------------------------
 
-        def rechecked(answer) -> None:
-            for stream in streams:
-                key = stream.session_key
-                if key is None or answer.sessions.get(key) != stream.user.id:
-                    stream.drop("revoked")
+    def check(self) -> None:
+        """The room check (every CHAT_ROOM_CHECK_SECONDS): sessions and room sets."""
+        self.checks.check()
 
-        def failed(failure) -> None:
-            logger.warning("inbox session re-check failed, retrying: %s", failure.value)
-            self.reactor.callLater(RETRY, self._recheck, [u for u in user_ids if u in self.users])
-
-        self.store.recheck({}, sessions).addCallbacks(rechecked, failed)
+    def bus_reconnected(self) -> None:
+        """The bus was away: counts, sessions and room sets from the database."""
+        self.checks.bus_reconnected()
 
 
 def _count(value: object) -> int:
@@ -394,24 +362,3 @@ def _when_counted(position: Position) -> defer.Deferred:
     d: defer.Deferred = defer.Deferred()
     position.waiters.append(d)
     return d
-
-
-# -- on a store thread ------------------------------------------------------------------
-
-
-def member_rooms_of(user_id: int) -> list[dict]:
-    from chat.room_objects import member_rooms
-
-    return member_rooms(user_id)
-
-
-def recount_room(info: RoomInfo, user_ids: list[int]) -> tuple[int, dict[int, tuple[Any, ...]]]:
-    """``(last_seq, {user_id: (read_seq, unread, mentions)})`` of one room, from ONE
-    statement (chat.counts.counts_of_pairs), so that last_seq and the counts are one
-    snapshot; a user who is not a member is missing from it."""
-    from chat.counts import counts_of_pairs
-
-    found = counts_of_pairs([(info.id, user_id) for user_id in user_ids])
-    last_seq = max((c.last_seq for c in found.values()), default=0)
-    rows = {user_id: (c.read_seq, c.unread, c.mentions) for (_r, user_id), c in found.items()}
-    return last_seq, rows

@@ -26,14 +26,11 @@ from typing import Any
 
 from twisted.internet import defer
 
-from chat.live.events import OutboundEvent, encode
+from chat.live.events import OutboundEvent
+from chat.live.inbox_state import Position, activity, activity_prefixes, owed_activity
 
 logger = logging.getLogger(__name__)
 
-# PROTOCOL.md: counts are exact up to 99; above that any value of at least 99 may be
-# reported. The database stops counting at 100 (chat/counts.py CAP), so a count of 100
-# or more may stand for more, and taking one away from it is left to a recount.
-EXACT_BELOW = 100
 # Messages of the room remembered (author and mentions), to apply a deletion or an edit
 # without the database: a client reads what is recent, and the ring of a live room
 # (LiveLimits.ring_size) is as long.
@@ -44,93 +41,6 @@ MAX_KEPT = 10_000
 # Recounts of one position overtaken by its own read moving meanwhile, asked again
 # before the answer is taken as it is.
 MAX_RECOUNTS = 3
-
-
-class Position:
-    """One member's counts in one room, as their inbox shows them."""
-
-    __slots__ = (
-        "after",
-        "attempts",
-        "exact",
-        "inbox",
-        "mentions",
-        "read_seq",
-        "recounting",
-        "slug",
-        "through",
-        "unread",
-        "username",
-        "waiters",
-    )
-
-    def __init__(
-        self, inbox: Any, slug: str, read_seq: int, unread: int, mentions: int, through: int
-    ):
-        self.inbox = inbox  # the member's UserInbox (chat/live/inbox.py): push(kind, payload)
-        self.username: str = inbox.user.username
-        self.slug = slug
-        self.read_seq = read_seq
-        self.unread = unread
-        self.mentions = mentions
-        self.through = through
-        self.exact = unread < EXACT_BELOW and mentions < EXACT_BELOW
-        self.recounting = False
-        self.attempts = 0
-        self.after: Callable[[Position], None] | None = None  # the frame owed after a recount
-        self.waiters: list[defer.Deferred] = []
-
-    def set_counts(self, read_seq: int, unread: int, mentions: int, through: int) -> None:
-        self.read_seq, self.unread, self.mentions, self.through = (
-            read_seq,
-            unread,
-            mentions,
-            through,
-        )
-        self.exact = unread < EXACT_BELOW and mentions < EXACT_BELOW
-
-    def as_room_object(self, obj: dict) -> dict:
-        last_seq = obj.get("last_seq")
-        last_seq = max(last_seq, self.through) if isinstance(last_seq, int) else self.through
-        return {
-            **obj,
-            "last_seq": last_seq,
-            "read_seq": self.read_seq,
-            "unread": self.unread,
-            "mentions": self.mentions,
-        }
-
-    def read_frame(self) -> None:
-        self.inbox.push(
-            b"read",
-            encode(
-                {
-                    "type": "read",
-                    "room": self.slug,
-                    "seq": self.read_seq,
-                    "unread": self.unread,
-                    "mentions": self.mentions,
-                }
-            ),
-        )
-
-
-def activity_prefixes(slug: str, seq: int, user: object, kind: str) -> tuple[bytes, bytes]:
-    """The bytes of an ``activity`` frame up to its counts, unmentioned and mentioned.
-
-    One ``json.dumps`` per event; each recipient's frame is one of these plus
-    ``b'%d,"mentions":%d}'``.
-    """
-    head = encode({"type": "activity", "room": slug, "seq": seq, "user": user, "kind": kind})
-    head = head[:-1] + b',"mention":'
-    return head + b'false,"unread":', head + b'true,"unread":'
-
-
-def activity(position: Position, prefixes: tuple[bytes, bytes], mentioned: bool) -> None:
-    position.inbox.push(
-        b"activity",
-        prefixes[mentioned] + b'%d,"mentions":%d}' % (position.unread, position.mentions),
-    )
 
 
 class FollowedRoom:
@@ -239,7 +149,7 @@ class FollowedRoom:
                 if target >= self.known_from:
                     continue  # not a message this process saw (a deleted one, a reaction)
                 if kind == "deleted" or body.get("user") != p.username:
-                    self.recount(p, _owed_activity(self.slug, event))
+                    self.recount(p, owed_activity(self.slug, event))
                 continue
             author, was = entry
             if author == p.username:
@@ -247,7 +157,7 @@ class FollowedRoom:
             before = p.username in was
             if kind == "deleted":
                 if not p.exact:
-                    self.recount(p, _owed_activity(self.slug, event))
+                    self.recount(p, owed_activity(self.slug, event))
                     continue
                 p.unread -= 1
                 if before:
@@ -258,7 +168,7 @@ class FollowedRoom:
                 if mentioned == before:
                     continue
                 if before and not p.exact:
-                    self.recount(p, _owed_activity(self.slug, event))
+                    self.recount(p, owed_activity(self.slug, event))
                     continue
                 p.mentions += 1 if mentioned else -1
             if prefixes is None:
@@ -417,14 +327,3 @@ def _names(mentions: object) -> frozenset:
     if isinstance(mentions, list):
         return frozenset(name for name in mentions if isinstance(name, str))
     return frozenset()
-
-
-def _owed_activity(slug: str, event: OutboundEvent) -> Callable[[Position], None]:
-    """The ``activity`` frame of ``event``, sent once a recount has the counts after it."""
-    body = event.event
-
-    def send(position: Position) -> None:
-        prefixes = activity_prefixes(slug, event.seq, body.get("user"), event.type)
-        activity(position, prefixes, position.username in (body.get("mentions") or ()))
-
-    return send

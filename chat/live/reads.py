@@ -227,6 +227,11 @@ class ReadTracker:
         """The user left the room (or may have): a position known before says nothing."""
         self._known.pop((user_id, slug), None)
 
+    def bus_reconnected(self) -> None:
+        """The bus was away: memberships may have ended with no notice heard here, and a
+        position known for one would answer a read as done instead of `forbidden`."""
+        self._known.clear()
+
     # -- the hello's read_seq ------------------------------------------------------
 
     def position(self, room: RoomInfo, user: UserInfo | None) -> defer.Deferred[int | None]:

@@ -19,7 +19,9 @@ from chat.live.publish import AccessChange
 from chat.live.ratelimit import rate_limiter
 from chat.live.reads import ReadTracker
 from chat.live.records import ReadNotice
-from chat.live.redis_bus import RedisEventBus, RedisLink, RedisPresenceStore, RedisSendCounter
+from chat.live.redis_bus import RedisEventBus
+from chat.live.redis_link import RedisLink
+from chat.live.redis_state import RedisPresenceStore, RedisSendCounter
 from chat.live.sse import PING_INTERVAL as SSE_PING_INTERVAL
 from chat.live.sse import EventStreamResource
 from chat.live.store import Store
@@ -30,25 +32,35 @@ from chat.live.websocket import WebSocketResource
 # reconnects. A process that missed events (Redis down, a publish lost, a delete made
 # by a process with no reactor) catches up by itself even in a room where nobody speaks.
 # The same check re-authorizes every live connection (AccessWatch.check_all), for access
-# changes no notice reported: one store read per process per interval.
+# changes no notice reported, and every inbox stream (InboxChecks.check: sessions, room
+# sets): one store read for the rooms and one for the inbox streams, per process.
 CHECK_ROOMS_INTERVAL = 5.0
 
 
 class BusListener:
     """What the bus hears, to whom it goes: events and access changes to the hub (and
-    access changes to the inbox too), read positions to the read tracker. The hub's own
-    methods are bound here, so an event from the bus costs no extra call."""
+    access changes to the inbox too), read positions to the read tracker, a reconnect to
+    all three. The hub's own methods are bound here, so an event from the bus costs no
+    extra call."""
 
     def __init__(self, hub: RoomHub, reads: ReadTracker, inbox: InboxHub) -> None:
         self.deliver = hub.deliver
-        self.bus_reconnected = hub.bus_reconnected
         self.read_moved = reads.read_moved
         self._hub = hub
+        self._reads = reads
         self._inbox = inbox
 
     def access_changed(self, change: AccessChange) -> None:
         self._hub.access_changed(change)
         self._inbox.access_changed(change)
+
+    def bus_reconnected(self) -> None:
+        """Events, access changes and read notices may have been lost meanwhile: the read
+        positions known are not trusted, the hub catches its rooms up and re-authorizes
+        their connections, the inbox recounts and re-checks its streams."""
+        self._reads.bus_reconnected()
+        self._hub.bus_reconnected()
+        self._inbox.bus_reconnected()
 
 
 class LiveService:
@@ -84,8 +96,7 @@ class LiveService:
         self.reads = ReadTracker(reactor, self.store, self.hub, self.bus, self.inbox)
         self._loops = [
             self._every(
-                getattr(settings, "CHAT_ROOM_CHECK_SECONDS", CHECK_ROOMS_INTERVAL),
-                self.hub.check_rooms,
+                getattr(settings, "CHAT_ROOM_CHECK_SECONDS", CHECK_ROOMS_INTERVAL), self.check
             ),
             self._every(WS_PING_INTERVAL, lambda: self.open_connections.heartbeat("websocket")),
             self._every(SSE_PING_INTERVAL, lambda: self.open_connections.heartbeat("sse")),
@@ -135,6 +146,12 @@ class LiveService:
             read_sink=self.read_heard,
             submit=self.submit_from_thread,
         )
+
+    def check(self) -> None:
+        """The room check: the live rooms (cursors, their connections' access), then the
+        inbox streams (sessions, room sets)."""
+        self.hub.check_rooms()
+        self.inbox.check()
 
     def publish_committed(self, event: dict) -> None:
         """A durable event committed by Django code (admin delete), on the reactor."""

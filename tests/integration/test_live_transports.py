@@ -126,6 +126,7 @@ def test_ws_starts_with_hello_then_presence_and_no_backlog(world, ping_watch):
                 "room": slug,
                 "user": world.users["bob"],
                 "last_seq": 3,
+                "read_seq": None,  # bob is no member of the room (alice is: she sent)
             }
             presence = await ws.recv_json()
             assert presence["type"] == "presence" and presence["room"] == slug, presence

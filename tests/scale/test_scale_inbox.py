@@ -1,14 +1,17 @@
 """The inbox and read positions across ``--workers 2`` on Redis and PostgreSQL: an inbox on
 one worker counts messages sent through the other, and a read made on one worker reaches
-the reader's connections (room streams and inboxes) on the other."""
+the reader's connections (room streams and inboxes) on the other. And across a Redis
+outage: a read whose notice was lost meanwhile reaches the inbox once Redis is back."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import pytest
 from live_clients import WSClient
-from scale_support import SLUG, socket_owners, wait_workers
+from scale_support import SLUG, redis_ping, socket_owners, wait_workers
 from websockets.asyncio.client import connect
 
 pytestmark = pytest.mark.scale
@@ -112,3 +115,53 @@ def test_inbox_and_reads_cross_workers(cluster):
                     await ws.close()
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_a_read_lost_in_a_redis_outage_reaches_the_inbox_when_redis_is_back(cluster, own_redis):
+    """Instances A and B on a Redis of the test's own. alice's inbox is on A; while Redis is
+    down she reads the room on B, whose notice is lost. When A's subscription comes back it
+    re-reads its counts and sends the changed one (before any database check would)."""
+    cluster.redis_url = own_redis.url
+    a, b = cluster.start(2)
+    accounts = cluster.provision(["alice", "bob"], [{"slug": SLUG, "members": ["alice", "bob"]}])
+    alice, bob = accounts["alice"], accounts["bob"]
+
+    def read_on_b(seq: int) -> httpx.Response:
+        with httpx.Client(base_url=b.url, timeout=20, trust_env=False) as client:
+            return client.post(
+                f"/api/rooms/{SLUG}/read/",
+                content=json.dumps({"seq": seq}),
+                headers={
+                    "Content-Type": "application/json",
+                    "X-CSRFToken": alice.csrftoken,
+                    "Cookie": alice.cookie_header,
+                },
+            )
+
+    async def main():
+        inbox = await inbox_ws(a, alice)
+        sender = await WSClient.connect(b, SLUG, bob)
+        try:
+            await sender.wait_for(is_type("hello"), what="the room hello")
+            for i in range(2):
+                seq = await sender.send_and_ack(f"before the outage {i}", f"o-{i}")
+                await inbox.wait_for(
+                    lambda f, s=seq: is_type("activity")(f) and f["seq"] == s,
+                    timeout=10,
+                    what=f"activity {seq} on A",
+                )
+            await asyncio.to_thread(own_redis.kill)
+            assert not redis_ping(own_redis.port)
+            response = await asyncio.to_thread(read_on_b, seq)
+            assert response.status_code == 200, response.text
+            await asyncio.sleep(1.0)
+            assert not [f for f in inbox.frames if is_type("read")(f)], "heard without Redis?"
+            await asyncio.to_thread(own_redis.start)
+            # Reconnecting takes up to 10 s of backoff; then one recount of the process.
+            read = await inbox.wait_for(is_type("read"), timeout=25, what="the read on A")
+            assert (read["seq"], read["unread"], read["mentions"]) == (seq, 0, 0), read
+            assert inbox.close_code is None
+        finally:
+            await asyncio.gather(inbox.close(), sender.close())
+
+    asyncio.run(asyncio.wait_for(main(), 90))

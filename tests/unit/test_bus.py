@@ -17,12 +17,12 @@ from chat.live.events import OutboundEvent
 from chat.live.publish import AccessChange
 from chat.live.ratelimit import RateLimiter, SharedRateLimiter
 from chat.live.records import RateLimit
-from chat.live.redis_bus import (
+from chat.live.redis_bus import RedisEventBus
+from chat.live.redis_link import RedisLink
+from chat.live.redis_state import (
     PRESENCE_REFRESH,
     PRESENCE_SYNC,
     PRESENCE_TTL,
-    RedisEventBus,
-    RedisLink,
     RedisPresenceStore,
     RedisSendCounter,
 )
@@ -144,7 +144,8 @@ def test_the_bus_opens_two_connections_that_reconnect_with_backoff(clock, pieces
     factory.clientConnectionFailed(None, ConnectionRefusedError())
     clock.advance(0.1)
     assert len(clock.tcpClients) == 2  # not hammering a Redis that is down
-    clock.advance(1.5)
+    # The first step: 0.5 s x 1.5, plus up to 1 s of jitter (twisted's backoffPolicy).
+    clock.advance(1.7)
     assert len(clock.tcpClients) > 2  # tried again within the first backoff step
 
 

@@ -15,7 +15,8 @@ from twisted.internet.testing import MemoryReactorClock
 from chat.live.bus import LocalBus
 from chat.live.publish import AccessChange
 from chat.live.records import ReadNotice
-from chat.live.redis_bus import RedisEventBus, RedisLink, read_notice_from_json
+from chat.live.redis_bus import RedisEventBus, read_notice_from_json
+from chat.live.redis_link import RedisLink
 from chat.live.service import BusListener
 
 NOTICE = ReadNotice(user_id=7, room="lobby", read_seq=41, unread=2, mentions=1, through=43)
@@ -108,8 +109,14 @@ def test_the_service_listener_hands_each_thing_to_its_owner():
         bus_reconnected=lambda: heard.append(("reconnected",)),
         access_changed=lambda c: heard.append(("hub", c)),
     )
-    reads = SimpleNamespace(read_moved=lambda n: heard.append(("reads", n)))
-    inbox = SimpleNamespace(access_changed=lambda c: heard.append(("inbox", c)))
+    reads = SimpleNamespace(
+        read_moved=lambda n: heard.append(("reads", n)),
+        bus_reconnected=lambda: heard.append(("reads reconnected",)),
+    )
+    inbox = SimpleNamespace(
+        access_changed=lambda c: heard.append(("inbox", c)),
+        bus_reconnected=lambda: heard.append(("inbox reconnected",)),
+    )
     listener = BusListener(hub, reads, inbox)
     change = AccessChange.room_changed("lobby", (7,))
     listener.read_moved(NOTICE)
@@ -121,5 +128,8 @@ def test_the_service_listener_hands_each_thing_to_its_owner():
         ("hub", change),
         ("inbox", change),
         ("deliver", "e"),
+        # The known positions are dropped before anything is re-read.
+        ("reads reconnected",),
         ("reconnected",),
+        ("inbox reconnected",),
     ]

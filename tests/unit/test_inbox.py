@@ -13,9 +13,10 @@ from twisted.internet import defer
 
 from chat.live.events import OutboundEvent
 from chat.live.inbox import InboxHub
+from chat.live.inbox_reads import StreamCheck
 from chat.live.publish import AccessChange
 from chat.live.records import ReadNotice, UserInfo
-from chat.live.store import Recheck, StoreUnavailable
+from chat.live.store import StoreUnavailable
 
 CAROL = UserInfo(3, "carol")
 
@@ -58,6 +59,7 @@ class Django:
         self.recounts: list[tuple[str, list[int]]] = []
         self.hold_recounts = False
         self.held: list[tuple[defer.Deferred, object, list[int]]] = []
+        self.checks: list[tuple[list[str], list[int]]] = []
 
     def last_seq(self, slug: str) -> int:
         log = self.store.log.get(slug, [])
@@ -99,6 +101,20 @@ class Django:
         )
         return answer
 
+    def check(self, sessions: list[str], user_ids: list[int]) -> StreamCheck:
+        """inbox_reads.check_streams: the store's ``sessions`` say whom a session signs in
+        (an account in its ``inactive``: nobody); memberships are ``members``."""
+        self.checks.append((list(sessions), list(user_ids)))
+        signed = {}
+        for key in sessions:
+            user_id = self.store.sessions.get(key)
+            signed[key] = None if user_id in self.store.inactive else user_id
+        rooms = {
+            u: frozenset(slug for slug, members in self.members.items() if u in members)
+            for u in user_ids
+        }
+        return StreamCheck(signed, {u: slugs for u, slugs in rooms.items() if slugs})
+
 
 @pytest.fixture
 def django_side(store):
@@ -115,6 +131,7 @@ def inbox(clock, hub, django_side):
         run_store,
         member_rooms=django_side.member_rooms,
         recount=django_side.recount,
+        check=django_side.check,
     )
 
 
@@ -401,15 +418,9 @@ def test_a_logout_ends_the_streams_of_that_session_only(inbox, clock, django_sid
 def test_an_account_change_rechecks_the_sessions_of_its_streams(inbox, clock, django_side):
     django_side.members["lobby"] = {ALICE.id: 0, BOB.id: 0}
     alice, bob = open_stream(inbox, clock), open_stream(inbox, clock, BOB, "s-b")
-    asked = []
-
-    def recheck(rooms, sessions):
-        asked.append(set(sessions))
-        return defer.succeed(Recheck({}, {key: None for key in sessions}))
-
-    inbox.store.recheck = recheck
+    django_side.store.sessions.update({"s-1": None, "s-b": BOB.id})  # alice's: nobody now
     inbox.access_changed(AccessChange.accounts_changed((ALICE.id,)))
-    assert asked == [{"s-1"}]
+    assert django_side.checks == [(["s-1"], [])]  # her sessions only, no memberships
     assert (alice.dropped, bob.dropped) == ("revoked", None)
 
 

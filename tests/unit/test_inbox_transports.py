@@ -34,6 +34,7 @@ class InboxLive(FakeLive):
             run_store,
             member_rooms=django_side.member_rooms,
             recount=django_side.recount,
+            check=django_side.check,
         )
         self.inbox_polls = PollSessions(clock, self.inbox)
 
