@@ -34,7 +34,9 @@ from multiprocessing import get_context
 
 from common import cpu_seconds, pin_client, raise_fd_limit
 
-MARK = re.compile(rb"#(\d+):(\d+)#")
+# Parley's events carry the text twice, as ``body`` and as its rendering ``html`` (the
+# same characters for a plain line); a marker counts once, where it is not the html.
+MARK = re.compile(rb'(?<!"html":")#(\d+):(\d+)#')
 LAST_SEQ = re.compile(rb'"last_seq":(\d+)')
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
 ACK = b'{"type":"ack"'

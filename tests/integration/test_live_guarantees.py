@@ -558,7 +558,8 @@ def test_deleted_messages_in_history_replay_and_live(world):
         try:
             assert await fill(server, slug, alice, 3, "del") == [1, 2, 3]
             event = await asyncio.to_thread(_delete_in_shell, server, slug, 2)
-            assert event == {"type": "deleted", "room": slug, "seq": 4, "target": 2}
+            # A script's delete: no user did it.
+            assert event == {"type": "deleted", "room": slug, "seq": 4, "target": 2, "user": None}
 
             logged = await fetch_history(server, slug)
             assert seqs(logged) == [1, 2, 3, 4]
@@ -640,7 +641,13 @@ def test_admin_delete_reaches_every_live_client_at_once(quiet_world):
                     headers={"Cookie": moderator.cookie_header},
                 )
             assert response.status_code == 302, (response.status_code, response.text[:500])
-            expected = {"type": "deleted", "room": slug, "seq": 3, "target": 1}
+            expected = {
+                "type": "deleted",
+                "room": slug,
+                "seq": 3,
+                "target": 1,
+                "user": "moderator",
+            }
             for receiver in receivers:
                 await receiver.wait_seq(3, timeout=2)
                 assert receiver.durable()[-1] == expected, receiver.kind
