@@ -27,6 +27,7 @@ test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+	node --test tests/js/
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_safe
 
-from chat import log
+from chat import access, history, room_objects
 from chat.accounts import claim_signup, client_ip
 from chat.forms import SignupForm
 from chat.models import Room
@@ -26,7 +26,10 @@ TRANSPORTS = ("ws", "sse", "longpoll")
 @require_safe
 def room_list(request: HttpRequest) -> HttpResponse:
     rooms = Room.objects.visible_to(request.user)
-    return render(request, "chat/room_list.html", {"rooms": rooms})
+    user_id = access.user_id_of(request.user)
+    mine = {r["slug"]: r for r in room_objects.member_rooms(user_id)} if user_id else {}
+    listed = [{"room": r, "shown": mine.get(r.slug)} for r in rooms]
+    return render(request, "chat/room_list.html", {"rooms": listed})
 
 
 @require_safe
@@ -36,22 +39,46 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         raise PermissionDenied
-    events = log.read_page(room.id, room.slug, None, PAGE_EVENTS)
-    # ``deleted`` events only tell live clients to drop a line; the page already shows
-    # the target as deleted (to_event blanks its body), so they are not lines themselves.
-    messages = [
+    # One extra event tells whether older ones exist (the client's "load more" needs it).
+    events = history.read_page(room.id, room.slug, None, PAGE_EVENTS + 1)
+    has_more = len(events) > PAGE_EVENTS
+    events = events[-PAGE_EVENTS:]
+    shown = room_objects.one(room, request.user)
+    # Archival is checked here too: the composer must not invite a send that fails.
+    can_post = room.can_post(request.user) and not room.is_archived
+    shown["may_post"] = can_post
+    user_id = access.user_id_of(request.user)
+    # Signed in: the rooms they are a member of; anonymous: every room they may read.
+    sidebar = room_objects.member_rooms(user_id) if user_id else room_objects.visible(request.user)
+    transport = request.GET.get("transport", "")
+    transport = transport if transport in TRANSPORTS else ""
+    # The page's lines, drawn here for the first paint and without JavaScript; the
+    # script redraws them from the same events. ``html`` is the server's own sanitized
+    # rendering (chat/render.py); ``body`` only ever goes in escaped.
+    lines = [
         {**event, "time": datetime.fromisoformat(event["ts"])}
         for event in events
         if event["type"] == "message"
     ]
-    transport = request.GET.get("transport", "")
+    data = {
+        "me": request.user.get_username() if user_id else None,
+        "is_staff": bool(request.user.is_staff),
+        "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "transport": transport,
+        "room": shown,
+        "events": events,
+        "has_more": has_more,
+        "rooms": sidebar,
+    }
     context = {
         "room": room,
-        "messages": messages,
-        # Archival is checked here too: the composer must not invite a send that fails.
-        "can_post": room.can_post(request.user) and not room.is_archived,
-        "transport": transport if transport in TRANSPORTS else "",
+        "shown": shown,
+        "messages": lines,
+        "sidebar": sidebar,
+        "can_post": can_post,
+        "transport": transport,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "parley_data": data,
     }
     return render(request, "chat/room.html", context)
 

@@ -1,4 +1,4 @@
-"""The pages: room list, room page (the DOM contract of chat.js), signup, login, logout.
+"""The pages: room list, room page (the DOM contract of the ui/ modules), signup, login, logout.
 
 The accounts (alice, mallory) and rooms (lobby, secret, attic) are tests/unit/conftest.py's.
 """
@@ -212,7 +212,7 @@ def test_room_page_dom_contract(client, rooms, alice, settings):
     assert (first.attrs["data-seq"], first.attrs["data-client-id"]) == ("1", "c-7f3a")
     assert (second.attrs["data-seq"], second.attrs["data-client-id"]) == ("2", "")
     assert first.find("span", "msg-user").text == "alice"
-    assert first.find("span", "msg-body").text == "hello world"
+    assert first.find("div", "msg-body").text == "hello world"
     ts = first.find("time", "msg-ts")
     created = Message.objects.get(room=rooms["lobby"], seq=1).created_at
     assert ts.attrs["datetime"] == created.isoformat()
@@ -227,7 +227,8 @@ def test_room_page_dom_contract(client, rooms, alice, settings):
     button = composer.find("button")
     assert (button.attrs["type"], button.text) == ("submit", "Send")
     assert "disabled" not in button.attrs
-    assert not composer.find_all(cls="composer-hint")
+    # The hint is there for the client to show if posting ends (the room archived), hidden.
+    assert all("hidden" in hint.attrs for hint in composer.find_all(cls="composer-hint"))
     for element in (state, root.by_id("presence"), messages, typing, composer):
         assert element.has_ancestor(main)
 
@@ -235,8 +236,8 @@ def test_room_page_dom_contract(client, rooms, alice, settings):
     assert csrf and all(i.attrs["value"] for i in csrf)
     assert client.cookies["csrftoken"].value
     (script,) = [s for s in root.find_all("script") if s.attrs.get("src")]
-    assert script.attrs["src"] == "/static/chat/chat.js"
-    assert "defer" in script.attrs
+    assert script.attrs["src"] == "/static/chat/ui/app.js"
+    assert script.attrs["type"] == "module"
 
 
 def test_room_page_for_anonymous_disables_the_composer(client, rooms, alice):
@@ -304,7 +305,7 @@ def test_deleted_message_is_shown_as_deleted_without_its_body(client, rooms, ali
     assert [li.attrs["data-seq"] for li in items] == ["1", "2", "3"]
     deleted = items[1]
     assert deleted.classes == ["msg", "deleted"]
-    assert deleted.find("span", "msg-body").text == "message deleted"
+    assert deleted.find("div", "msg-body").text == "This message was deleted."
     assert "a secret I regret" not in response.content.decode()
     assert root.by_id("room").attrs["data-last-seq"] == "4"
 
@@ -318,7 +319,7 @@ def test_hostile_body_is_rendered_as_text(client, rooms, alice):
     assert "<b>id</b>" not in html
     root = page_of(response)
     (li,) = root.by_id("messages").find_all("li")
-    assert li.find("span", "msg-body").text == HOSTILE
+    assert li.find("div", "msg-body").text == HOSTILE
     assert li.attrs["data-client-id"] == '"><b>id</b>'
     assert not li.find_all("img")
 
