@@ -22,7 +22,7 @@ run: $(VENV)/.installed-run
 
 ## make test: set up and run the whole test suite
 test: $(VENV)/.installed-dev
-	@command -v chromium >/dev/null 2>&1 || sh scripts/install-chromium.sh
+	@sh scripts/install-chromium.sh
 	@sh scripts/install-nginx.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

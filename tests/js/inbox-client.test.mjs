@@ -68,6 +68,32 @@ describe("InboxClient", () => {
     inbox.close();
   });
 
+  it("slows down when every poll lands where its session is unknown", async () => {
+    // Each answer is a new session: the token was unknown to the process that answered.
+    const inbox = new InboxClient({ env: env(), timing: FAST, transport: "longpoll" });
+    const { pause } = inbox.spec.poll;
+    assert.equal(pause({ session: "s-1" }, null), 0); // the first hello is no restart
+    const waits = [2, 3, 4, 5, 6, 7].map((n) => pause({ session: `s-${n}` }, `s-${n - 1}`));
+    assert.deepEqual(waits, [1000, 2000, 4000, 8000, 16000, 16000]);
+    assert.equal(pause({ events: [] }, "s-7"), 0); // the session held: back to normal
+    assert.equal(pause({ session: "s-8" }, "s-7"), 1000);
+
+    // And the loop waits that long before its next poll.
+    let polls = 0;
+    const fetch = makeFetch(() => {
+      polls += 1;
+      return polls === 1 ? { body: { session: "a", events: [] } } : polls === 2 ? { body: { session: "b", events: [] } } : "hold";
+    });
+    const slept = [];
+    const base = env({ fetch });
+    const e = { ...base, setTimeout: (fn, ms) => (ms === 1000 && slept.push(ms), globalThis.setTimeout(fn, ms === 1000 ? 0 : ms)), clearTimeout: (id) => globalThis.clearTimeout(id) };
+    const polling = new InboxClient({ env: e, timing: FAST, transport: "longpoll" });
+    polling.start();
+    await until(() => polls === 3);
+    assert.deepEqual(slept, [1000]);
+    polling.close();
+  });
+
   it("listens for the inbox's named SSE events", () => {
     const e = env();
     const inbox = new InboxClient({ env: e, timing: FAST, transport: "sse" });

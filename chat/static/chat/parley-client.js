@@ -1,7 +1,9 @@
 /*
  * parley-client.js: Parley's live client (PROTOCOL.md v2), with no DOM, for any page.
  *
- *   import { RoomClient, InboxClient } from "/static/chat/parley-client.js";
+ *   // Import RoomClient and InboxClient from this module (/static/chat/parley-client.js).
+ *   // (Not written as an import statement here: collectstatic rewrites those, even in a
+ *   // comment, and one naming this very file never settles its hash.)
  *   const room = new RoomClient({ room: "lobby", since: 41, csrfToken: () => token });
  *   room.on("event", (e) => ...);   // durable events, exactly once, in seq order
  *   room.start();
@@ -307,9 +309,18 @@ export class InboxClient extends Emitter {
       sseTypes: INBOX_EVENTS,
       writable: false,
       // A new poll session starts with a hello; its token carries the session on.
+      // Sessions live in one server process: behind workers that do not keep a client on
+      // one of them, a token may be unknown where the next poll lands, and the answer is
+      // a new session's hello at once. Each one in a row waits longer (1 s doubling, at
+      // most 16 s) so that bouncing is slow polling, not a loop of requests.
       poll: {
         params: (session, timeout) => ({ session, timeout }),
         next: (answer, session) => answer.session ?? session,
+        pause: (answer, session) => {
+          const restarted = session != null && answer.session && answer.session !== session;
+          this.restarts = restarted ? (this.restarts ?? 0) + 1 : 0;
+          return restarted ? Math.min(1000 * 2 ** (this.restarts - 1), 16000) : 0;
+        },
       },
       ...options.paths,
     };

@@ -40,6 +40,16 @@ export function defaultEnv(overrides = {}) {
   };
 }
 
+function sleep(env, ms, signal) {
+  return new Promise((resolve) => {
+    const id = env.setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      env.clearTimeout(id);
+      resolve();
+    });
+  });
+}
+
 export function urlWith(base, path, params = {}) {
   const url = new URL(path, base);
   for (const [key, value] of Object.entries(params)) {
@@ -280,8 +290,10 @@ export class LongPollTransport {
       }
       const events = Array.isArray(answer.events) ? answer.events : [];
       for (const event of events) this.sink.event(event);
+      const pause = poll.pause?.(answer, cursor) ?? 0;
       cursor = poll.next(answer, cursor, events);
       timeout = timing.pollTimeout;
+      if (pause > 0) await sleep(env, pause, signal);
     }
   }
 
