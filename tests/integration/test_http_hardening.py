@@ -156,10 +156,11 @@ def test_pipelined_long_polls_are_held_back_at_the_channel_too(full_room):
         print(
             f"RSS growth under 20 pipelined unread long-polls: {(peak - before) / 2**20:.1f} MiB"
         )
-        # What is held is the answer being written and its copy in the transport, not the
-        # twenty answers (20 x ~2 MB was 40.9 MiB measured without backpressure, when an
-        # event had no html; each answer is about twice that now).
-        assert peak - before < 3 * len(answer.content)
+        # What is held is the answer being written, its copies on the way to the transport
+        # and the allocator's slack, not the twenty answers (20 x ~2 MB was 40.9 MiB
+        # measured without backpressure, when an event had no html; each answer is about
+        # twice that now). 2.4 and 3.8 answers' worth measured, the latter on a loaded CI.
+        assert peak - before < 8 * len(answer.content)
         sock.settimeout(30)
         answers = read_responses(sock, 20)
     finally:
