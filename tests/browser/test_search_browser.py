@@ -37,6 +37,10 @@ def test_the_header_box_finds_a_highlighted_message_linking_to_its_room(make_roo
     expect(link).to_have_attribute("href", f"/rooms/{slug}/?at={seq}")
     link.click()
     expect(page).to_have_url(re.compile(rf"/rooms/{slug}/\?at={seq}$"))
+    # The room opens at that message: flashed and focused.
+    line = page.locator(f'#messages li[data-seq="{seq}"]')
+    expect(line).to_have_class(re.compile(r"\bflash\b"))
+    expect(line).to_be_focused()
 
 
 @pytest.mark.parametrize("where", ["search", "room", "list"])

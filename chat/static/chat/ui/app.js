@@ -121,6 +121,10 @@ function start() {
 
   if (config.me) inbox = startInbox();
   show(data.room, data.events ?? [], data.has_more);
+  // A search result links to /rooms/<slug>/?at=<seq>: open the room at that message
+  // (loading older history down to it if need be), flashed and focused.
+  const at = Number(new URLSearchParams(location.search).get("at"));
+  if (Number.isInteger(at) && at > 0) view.jumpTo(at);
   // For tests and debugging in the console.
   window.parley = {
     transport: () => view.client?.transport,
