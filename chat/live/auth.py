@@ -70,6 +70,11 @@ class Authorizer:
         self._tick = 0
         self._everything = 0  # the tick of a change of everything (the bus was away)
         self._rooms: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        # Membership changes concern only their users: (slug, user id) -> mark. Kept apart
+        # from the room's own changes so that users joining a busy public room (sending
+        # joins it) do not make every other reader's answer stale: reads overtaken three
+        # times in a row are `unavailable`, and a room many people join at once did that.
+        self._members: OrderedDict[tuple[str, int], tuple[int, float]] = OrderedDict()
         self._users: OrderedDict[int, tuple[int, float]] = OrderedDict()
         self._sessions: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._reading: dict[int, int] = {}  # tick at start -> reads started then, running
@@ -126,6 +131,9 @@ class Authorizer:
             changed = self._users.get(access.user.id)
             if changed is not None and changed[0] > tick:
                 return False
+            changed = self._members.get((slug, access.user.id))
+            if changed is not None and changed[0] > tick:
+                return False
         if session_key:
             changed = self._sessions.get(session_key)
             if changed is not None and changed[0] > tick:
@@ -138,7 +146,10 @@ class Authorizer:
         """``change`` committed: the answers it concerns are stale, cached or being read."""
         self._tick += 1
         mark = (self._tick, self.clock())
-        if change.kind == ROOM and change.room is not None:
+        if change.kind == ROOM and change.room is not None and change.users is not None:
+            for user_id in change.users:
+                _mark(self._members, (change.room, user_id), mark)
+        elif change.kind == ROOM and change.room is not None:
             _mark(self._rooms, change.room, mark)
         elif change.kind == ACCOUNTS:
             for user_id in change.users or ():
@@ -163,7 +174,7 @@ class Authorizer:
         # of the last few seconds, however many there were before.
         expired = self.clock() - AUTH_CACHE_SECONDS
         oldest_read = min(self._reading, default=self._tick)
-        for changes in (self._rooms, self._users, self._sessions):
+        for changes in (self._rooms, self._members, self._users, self._sessions):
             while changes:
                 tick, at = next(iter(changes.values()))
                 if at >= expired or tick > oldest_read:

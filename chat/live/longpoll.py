@@ -86,7 +86,10 @@ class LongPollResource(RoomResource):
             elif kind == "typing":
                 if access.user is None:
                     raise Refusal(ErrorCode.FORBIDDEN)
-                room = await self.live.hub.room(access.room)
+                try:
+                    room = await self.live.hub.room(access.room)
+                except KeyError:  # deleted while it loaded
+                    raise Refusal(ErrorCode.NOT_FOUND) from None
                 self.live.hub.typing(room, PollSender(access.user))
                 result = None
             else:
@@ -97,8 +100,8 @@ class LongPollResource(RoomResource):
             if not gone:
                 refusal.answer(request)
             return
-        except (StoreUnavailable, KeyError):
-            logger.warning("long-poll write in %s: the database is unavailable", request.path)
+        except StoreUnavailable as error:
+            logger.warning("long-poll write in %s: unavailable (%s)", request.path, error)
             if not gone:
                 write_error(request, ErrorCode.UNAVAILABLE)
             return

@@ -520,6 +520,28 @@ def test_a_change_of_another_room_does_not_overtake_a_read(clock):
     assert answers and run.calls == 1
 
 
+def test_membership_changes_of_others_do_not_overtake_a_read(clock):
+    """People joining a busy public room (sending joins it) change only their own access:
+    a read of bob's, in flight through any number of them, is answered, not re-read."""
+    run = CountingRun(hold=True)
+    auth = Authorizer(RunStore(run), clock=clock.seconds)
+    answers = []
+    auth.access("s-bob", SECRET).addCallback(answers.append)
+    for user_id in range(100, 100 + 2 * MAX_RESOLVES):
+        auth.invalidate(AccessChange.room_changed(SECRET, (user_id,)))
+    run.release()
+    assert answers and answers[0].user == BOB and run.calls == 1
+    fired(auth.access("s-bob", SECRET))
+    assert run.calls == 1  # and the cached answer stays
+
+
+def test_a_membership_change_of_the_reader_makes_its_cached_answer_stale(auth, run):
+    fired(auth.access("s-bob", SECRET))
+    auth.invalidate(AccessChange.room_changed(SECRET, (BOB.id,)))
+    fired(auth.access("s-bob", SECRET))
+    assert run.calls == 2
+
+
 def test_an_ended_session_is_read_as_anonymous(auth, run):
     auth.invalidate(AccessChange.session_ended("s-bob", BOB.id))
     assert fired(auth.access("s-bob", SECRET)).user is None  # not bob, even if Django
