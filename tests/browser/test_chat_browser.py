@@ -10,22 +10,13 @@ import re
 import uuid
 
 import pytest
+from browser_helpers import send, unique
 from parley_testing import ServerProcess, create_user, wait_for_js
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:8]}"
-
-
-def send(page: Page, text: str) -> None:
-    box = page.locator("#composer textarea")
-    box.fill(text)
-    box.press("Enter")
 
 
 def lines(page: Page, text: str):
