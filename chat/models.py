@@ -1,4 +1,6 @@
-"""Rooms and the room log (PROTOCOL.md "Data model")."""
+"""Rooms and the room log (PROTOCOL.md "Data model"); uploads, moderation, tokens and
+webhooks are in chat/models_extra.py (re-exported here: ``chat.models`` is their home for
+Django and for imports)."""
 
 from __future__ import annotations
 
@@ -42,6 +44,16 @@ class Room(models.Model):
     )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="chat_rooms"
+    )
+    # Staff moderate every room; these users moderate this one (PROTOCOL.md "Moderation").
+    moderators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="moderated_rooms"
+    )
+    slow_mode_seconds = models.PositiveIntegerField(
+        "slow mode (seconds)",
+        default=0,
+        help_text="A user who is not a moderator may send one message per this many seconds; "
+        "0 turns slow mode off.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     # The seq of the room's newest event. Only chat.log.append_events changes it, inside
@@ -256,3 +268,35 @@ class ReadPosition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} read {self.room_id} to {self.read_seq}"
+
+
+# The models of the later parts of the data model live in their own module (this one
+# would pass 400 lines); importing them here registers them with the app.
+from chat.models_extra import (  # noqa: E402
+    Ban,
+    LastPost,
+    ModerationAction,
+    Mute,
+    Profile,
+    Token,
+    Upload,
+    Webhook,
+    WebhookPosition,
+)
+
+__all__ = [
+    "Ban",
+    "LastPost",
+    "Mention",
+    "Message",
+    "ModerationAction",
+    "Mute",
+    "Profile",
+    "Reaction",
+    "ReadPosition",
+    "Room",
+    "Token",
+    "Upload",
+    "Webhook",
+    "WebhookPosition",
+]

@@ -438,7 +438,16 @@ def test_the_migration_backfills_and_reverses(lobby, alice):
         with connection.cursor() as cursor:
             tables = connection.introspection.table_names(cursor)
         assert "chat_message_fts" not in tables
-        later = say(lobby, alice, "written while unindexed")
+        # Raw SQL: today's models have columns that 0002's tables do not.
+        later = seq + 1
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO chat_message (room_id, seq, kind, user_id, body, html, mentions, "
+                "reply_to, emoji, op, created_at) VALUES "
+                "(%s, %s, 'message', %s, %s, '', '[]', NULL, '', '', CURRENT_TIMESTAMP)",
+                [lobby.id, later, alice.id, "written while unindexed"],
+            )
+            cursor.execute("UPDATE chat_room SET last_seq = %s WHERE id = %s", [later, lobby.id])
     finally:
         call_command("migrate", "chat", verbosity=0)
     assert found(alice, "existed") == [("lobby", seq)]
