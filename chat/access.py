@@ -5,17 +5,21 @@ The room pages and ``Room.can_read``/``can_post``, the JSON API, live auth
 the appending transaction) all ask here, so a change of the rule (bans, mutes,
 moderators, direct rooms) is made once and holds on every transport.
 
-Today's rule (PROTOCOL.md "Rooms, membership and permissions"):
+The rule (PROTOCOL.md "Rooms, membership and permissions", "Moderation"):
 
 - a public room may be read by anyone, even anonymous; a private room by its members;
-- a room may be posted in by a signed-in user who may read it, unless it is archived;
-- staff moderate every room (delete any message).
+  a user banned from a room (``Ban``) may not read it, public or private;
+- a room may be posted in by a signed-in user who may read it, unless it is archived
+  (mutes and slow mode are rules of a write, not of access: chat/log_rules.py);
+- staff moderate every room; a room's ``moderators`` moderate it (not a direct room:
+  only staff moderate those).
 
 Everything takes user *ids* (None for anonymous), because the live side knows users
 only by id; ``user_id_of`` turns a Django user into one. A room is anything with ``id``,
 ``is_public`` and ``is_archived``: a ``Room`` row or the live side's ``RoomInfo``. The
 batch forms answer many (room, user) pairs with one membership query, which is what the
-log's group commit needs; the single forms are the batch forms of one pair.
+log's group commit needs; the single forms are the batch forms of one pair. Bans are
+read the same way: one query per batch, whatever its size.
 
 ``current_readers`` is the rule as it applies to a connection that is already open
 (PROTOCOL.md "Losing access"): live chat re-authorizes its connections with it whenever
@@ -28,9 +32,9 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Value
 
-from chat.models import Room
+from chat.models import Ban, Room
 
 
 class RoomLike(Protocol):
@@ -58,12 +62,16 @@ def readers(pairs: Iterable[tuple[RoomLike, int | None]]) -> set[Pair]:
     """The (room id, user id) pairs among ``pairs`` whose user may read the room."""
     allowed: set[Pair] = set()
     private: set[tuple[int, int]] = set()
+    signed_in: set[tuple[int, int]] = set()
     for room, user_id in pairs:
+        if user_id is not None:
+            signed_in.add((room.id, user_id))
         if room.is_public:
             allowed.add((room.id, user_id))
         elif user_id is not None:
             private.add((room.id, user_id))
-    return allowed | _memberships(private)
+    members, bans = _memberships_and_bans(private, signed_in)
+    return (allowed | members) - bans
 
 
 def posters(pairs: Iterable[tuple[RoomLike, int | None]]) -> set[Pair]:
@@ -84,12 +92,50 @@ def may_post(room: RoomLike, user_id: int | None) -> bool:
 
 
 def may_moderate(room: RoomLike, user_id: int | None) -> bool:
-    """Whether ``user_id`` may moderate ``room`` (delete anyone's message): staff, who are
-    moderators everywhere (PROTOCOL.md). Per-room moderators are the moderation issue's."""
-    if user_id is None:
-        return False
+    """Whether ``user_id`` may moderate ``room`` (delete anyone's message, mute, kick,
+    ban, slow mode): staff, who are moderators everywhere, and the room's moderators."""
+    return (room.id, user_id) in moderators([(room, user_id)])
+
+
+def moderators(pairs: Iterable[tuple[RoomLike, int | None]]) -> set[Pair]:
+    """The (room id, user id) pairs among ``pairs`` whose user moderates the room: one
+    query for staff and one for the rooms' moderators, however many pairs. A direct room
+    (``kind`` "direct") has no moderators but staff (PROTOCOL.md)."""
+    pairs = [(room, user_id) for room, user_id in pairs if user_id is not None]
+    if not pairs:
+        return set()
     users = get_user_model()._default_manager
-    return users.filter(pk=user_id, is_staff=True).exists()
+    staff = set(
+        users.filter(pk__in={u for _, u in pairs}, is_staff=True).values_list("pk", flat=True)
+    )
+    allowed: set[Pair] = {(room.id, u) for room, u in pairs if u in staff}
+    per_room = {
+        (room.id, u)
+        for room, u in pairs
+        if u not in staff and getattr(room, "kind", Room.Kind.ROOM) != Room.Kind.DIRECT
+    }
+    if per_room:
+        rows = Room.moderators.through.objects.filter(
+            room_id__in={r for r, _ in per_room}, user_id__in={u for _, u in per_room}
+        ).values_list("room_id", "user_id")
+        allowed |= per_room.intersection(rows)
+    return allowed
+
+
+def banned(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The (room id, user id) pairs among ``pairs`` that are bans, in one query."""
+    pairs = set(pairs)
+    if not pairs:
+        return set()
+    rows = Ban.objects.filter(
+        room_id__in={room_id for room_id, _ in pairs},
+        user_id__in={user_id for _, user_id in pairs},
+    ).values_list("room_id", "user_id")
+    return pairs.intersection(rows)
+
+
+def is_banned(room_id: int, user_id: int | None) -> bool:
+    return user_id is not None and bool(banned([(room_id, user_id)]))
 
 
 def current_readers(pairs: Iterable[tuple[RoomLike, int | None]]) -> set[Pair]:
@@ -121,16 +167,30 @@ def visible_rooms(rooms: QuerySet[Room], user_id: int | None) -> QuerySet[Room]:
         return rooms.filter(is_public=True)
     # A subquery of the user's memberships, not a join with DISTINCT: measured on 200
     # rooms (bench/api_rooms.py) 14.5 against 24 ms on PostgreSQL, 5 against 8 on SQLite.
+    # The user's bans the same way: a banned room is not listed, public or not.
     mine = Room.members.through.objects.filter(user_id=user_id).values("room_id")
-    return rooms.filter(Q(is_public=True) | Q(pk__in=mine))
+    bans = Ban.objects.filter(user_id=user_id).values("room_id")
+    return rooms.filter(Q(is_public=True) | Q(pk__in=mine)).exclude(pk__in=bans)
 
 
-def _memberships(pairs: set[tuple[int, int]]) -> set[Pair]:
-    """The pairs that are memberships, in one query however many rooms and users."""
-    if not pairs:
-        return set()
-    rows = Room.members.through.objects.filter(
-        room_id__in={room_id for room_id, _ in pairs},
-        user_id__in={user_id for _, user_id in pairs},
-    ).values_list("room_id", "user_id")
-    return pairs.intersection(rows)
+def _memberships_and_bans(
+    members: set[tuple[int, int]], bans: set[tuple[int, int]]
+) -> tuple[set[Pair], set[Pair]]:
+    """The pairs of ``members`` that are memberships and those of ``bans`` that are bans,
+    in ONE query (a UNION ALL) however many rooms and users; none when both are empty."""
+    if not bans:
+        return set(), set()  # ``members`` is a subset of ``bans``: both are signed-in pairs
+    marked = Ban.objects.filter(
+        room_id__in={room_id for room_id, _ in bans},
+        user_id__in={user_id for _, user_id in bans},
+    ).values_list("room_id", "user_id", Value(True))
+    if members:
+        member_rows = Room.members.through.objects.filter(
+            room_id__in={room_id for room_id, _ in members},
+            user_id__in={user_id for _, user_id in members},
+        ).values_list("room_id", "user_id", Value(False))
+        marked = member_rows.union(marked, all=True)
+    found_members, found_bans = set(), set()
+    for room_id, user_id, is_ban in marked:
+        (found_bans if is_ban else found_members).add((room_id, user_id))
+    return members & found_members, bans & found_bans

@@ -6,14 +6,15 @@ its row, which an edit updates), ``edited_at``, and ``reactions`` as
 ``[{"emoji", "users"}]`` in order of first reaction. The ``edited``, ``reaction`` and
 ``deleted`` events are returned too, at their own seqs, as they were appended.
 
-A page costs three queries, whatever its size: the events, their users (a join), and the
-reactions of the page's messages.
+A page costs four queries, whatever its size: the events, their users (a join), the
+reactions of the page's messages, and their attachments (chat/log_uploads.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from chat.log_uploads import with_attachments
 from chat.models import Message, Reaction
 
 
@@ -38,8 +39,11 @@ def with_reactions(room_id: int, events: list[dict]) -> list[dict]:
     return events
 
 
-def _events(room_id: int, room_slug: str, rows: Iterable[Message]) -> list[dict]:
-    return with_reactions(room_id, [row.to_event(room_slug=room_slug) for row in rows])
+def current_events(room_id: int, room_slug: str, rows: Iterable[Message]) -> list[dict]:
+    """The wire events of ``rows`` (of one room), each message in its current state: its
+    reactions and attachments (history, replay, the IRC gateway's JOIN)."""
+    events = with_reactions(room_id, [row.to_event(room_slug=room_slug) for row in rows])
+    return with_attachments(room_id, events)
 
 
 def read_events(room_id: int, room_slug: str, after: int, limit: int) -> list[dict]:
@@ -49,7 +53,7 @@ def read_events(room_id: int, room_slug: str, after: int, limit: int) -> list[di
         .select_related("user")
         .order_by("seq")[:limit]
     )
-    return _events(room_id, room_slug, rows)
+    return current_events(room_id, room_slug, rows)
 
 
 def read_page(
@@ -62,13 +66,15 @@ def read_page(
     if before is not None:
         rows = rows.filter(seq__lt=before)
     if after is not None:
-        return _events(room_id, room_slug, rows.filter(seq__gt=after).order_by("seq")[:limit])
+        return current_events(
+            room_id, room_slug, rows.filter(seq__gt=after).order_by("seq")[:limit]
+        )
     page = list(rows.order_by("-seq")[:limit])
     page.reverse()
-    return _events(room_id, room_slug, page)
+    return current_events(room_id, room_slug, page)
 
 
 def read_message(room_id: int, room_slug: str, seq: int) -> dict | None:
     """The event at ``seq`` (a message in its current state), or None."""
     row = Message.objects.filter(room_id=room_id, seq=seq).select_related("user").first()
-    return None if row is None else _events(room_id, room_slug, [row])[0]
+    return None if row is None else current_events(room_id, room_slug, [row])[0]

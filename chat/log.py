@@ -28,12 +28,14 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat import access
+from chat import access, signals
 from chat.history import read_events, read_message, read_page
 from chat.live.publish import AccessChange, announce_access
 from chat.live.records import ErrorCode, SendRequest, SendResult, WriteKind
 from chat.live.validation import check_stored_send
+from chat.log_rules import WriteRules  # moderation: mutes, slow mode, the audit of deletes
 from chat.log_state import Body, RoomAppend, Target
+from chat.log_uploads import NOT_YOURS, BatchUploads
 from chat.models import Message, Room
 from chat.render import render
 
@@ -94,9 +96,11 @@ def append_events(requests: Sequence[SendRequest]) -> list[SendResult]:
         posters = access.posters(pairs)
         readers = access.readers(pairs)
         stored = _stored_client_ids(rooms, [r for _, r in valid])
+        uploads = BatchUploads.read([r for _, r in valid])  # attachments, rows locked
         claimed: dict[tuple[int, int, str], int] = {}  # key -> index of its first write
         repeats: list[tuple[int, int]] = []  # (index, index of the first write)
         now = timezone.now()
+        rules = WriteRules(rooms, [r for _, r in valid], now)  # moderation (log_rules.py)
         appends: dict[str, RoomAppend] = {}
         for index, request in valid:
             room = rooms.get(request.room)
@@ -115,18 +119,27 @@ def append_events(requests: Sequence[SendRequest]) -> list[SendResult]:
             if request.client_id is not None and key in claimed:
                 repeats.append((index, claimed[key]))
                 continue
+            refused = rules.refusal(room, request)  # muted; slow mode
+            if refused is not None:
+                results[index] = refused
+                continue
             append = appends.get(room.slug)
             if append is None:
                 append = appends[room.slug] = RoomAppend(room, now, valid_targets(room, valid))
-            result = _apply(append, request, rendered.get(id(request)))
+            result = _apply(append, request, rendered.get(id(request)), uploads)
             results[index] = result
+            rules.appended(append, request, result)
             if result.created and request.client_id is not None:
                 claimed[key] = index
             if result.created and request.kind == WriteKind.SEND and room.is_public:
                 joined.setdefault(room.slug, set()).add(request.user_id)
         for append in appends.values():
             append.flush()
+        uploads.link()  # the claimed uploads point at their messages, now written
+        rules.flush()
         _join_by_sending(rooms, joined, results, requests)
+        # event_appended after the commit (chat/signals.py), for every door's events.
+        signals.events_committed([r.event for r in results if r is not None and r.created])
 
     # A client_id sent twice in one batch: the repeat gets the first write's seq.
     for index, first in repeats:
@@ -153,7 +166,9 @@ def valid_targets(room: Room, valid: list[tuple[int, SendRequest]]) -> dict[int,
     }
 
 
-def _apply(append: RoomAppend, request: SendRequest, rendered: Body | None) -> SendResult:
+def _apply(
+    append: RoomAppend, request: SendRequest, rendered: Body | None, uploads: BatchUploads
+) -> SendResult:
     """One write, in the transaction, with the room locked."""
     kind = request.kind
     if kind == WriteKind.SEND:
@@ -161,7 +176,13 @@ def _apply(append: RoomAppend, request: SendRequest, rendered: Body | None) -> S
             return SendResult(
                 error=ErrorCode.BAD_REQUEST, detail="reply_to is not a message of this room."
             )
-        return append.message(request, rendered)
+        # Attachments: claimed last, so that a send refused for another reason takes none.
+        attachments = uploads.claim(request, append.room) if request.attachments else []
+        if attachments is None:
+            return SendResult(error=ErrorCode.BAD_REQUEST, detail=NOT_YOURS)
+        result = append.message(request, rendered, attachments)
+        uploads.attached(append.room, result.seq, attachments)
+        return result
     target = append.target(request.target)
     if target is None or target.kind != Message.Kind.MESSAGE:
         return SendResult(
@@ -313,4 +334,6 @@ def delete_message(message_id: int, by_user_id: int | None = None) -> dict | Non
         append = RoomAppend(room, timezone.now(), {target.seq: target})
         result = append.delete(by_user_id, username, None, target)
         append.flush()
+        if result.created:  # event_appended after the commit (chat/signals.py)
+            signals.events_committed([result.event])
         return result.event

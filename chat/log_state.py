@@ -90,7 +90,9 @@ class RoomAppend:
 
     # -- writes ----------------------------------------------------------------------
 
-    def message(self, request: SendRequest, body: Body) -> SendResult:
+    def message(
+        self, request: SendRequest, body: Body, attachments: list[dict] | None = None
+    ) -> SendResult:
         seq = self._seq()
         rendered = body.rendered
         mentions = _MENTIONS.get_db_prep_value(rendered.mentions, connection)
@@ -123,7 +125,8 @@ class RoomAppend:
             reply_to=request.reply_to,
             created_at=self.now,
         )
-        return SendResult(seq=seq, event=row.to_event(self.room.slug, request.username))
+        event = row.to_event(self.room.slug, request.username, attachments=attachments)
+        return SendResult(seq=seq, event=event)
 
     def edit(self, request: SendRequest, target: Target, body: Body) -> SendResult:
         self.flush()

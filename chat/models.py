@@ -72,6 +72,13 @@ class Room(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("chat:room", kwargs={"slug": self.slug})
 
+    def clean(self) -> None:
+        """The direct-room rules for every model form (chat/dms.py ``check_room``): no
+        ``dm-`` slug on an ordinary room; a direct room private, never archived."""
+        from chat.dms import check_room  # chat.dms needs this module's models
+
+        check_room(self.slug, self.kind, self.is_public, self.is_archived, None)
+
     # The rule itself is chat.access's; these are its door for templates and views.
     def can_read(self, user) -> bool:
         from chat import access
@@ -155,11 +162,18 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.room.slug}#{self.seq}"
 
-    def to_event(self, room_slug: str | None = None, username: str | None = None) -> dict:
+    def to_event(
+        self,
+        room_slug: str | None = None,
+        username: str | None = None,
+        attachments: list[dict] | None = None,
+    ) -> dict:
         """The wire form of this event alone (PROTOCOL.md "The room log").
 
         A ``message`` here has no reactions: chat.log's readers add them (``reactions``
         are rows of their own), and the ``deleted`` shape blanks what a deletion hides.
+        ``attachments`` are the message's attachment objects when the caller has them
+        (the log, as it appends; chat/log_uploads.py for readers), else ``[]``.
         """
         slug = room_slug if room_slug is not None else self.room.slug
         if username is None:
@@ -197,7 +211,7 @@ class Message(models.Model):
             "html": "" if deleted else self.html,
             "mentions": [] if deleted else list(self.mentions),
             "reply_to": self.reply_to,
-            "attachments": [],
+            "attachments": [] if deleted or not attachments else list(attachments),
             "ts": ts,
             "client_id": self.client_id,
             "edited_at": self.edited_at.isoformat() if self.edited_at else None,

@@ -260,6 +260,20 @@ class Webhook(models.Model):
     def __str__(self) -> str:
         return self.url
 
+    def save(self, *args, **kwargs) -> None:
+        # A new webhook, or one given another room (or every room), starts at the rooms'
+        # current last_seq, not at their first event (chat/webhooks/db.py).
+        from chat.webhooks.db import start_positions
+
+        fields = kwargs.get("update_fields")
+        rescoped = self._state.adding
+        if not rescoped and (fields is None or "room" in fields or "room_id" in fields):
+            old = Webhook.objects.filter(pk=self.pk).values_list("room_id", flat=True).first()
+            rescoped = old != self.room_id
+        super().save(*args, **kwargs)
+        if rescoped:
+            start_positions(self)
+
 
 class WebhookPosition(models.Model):
     """The durable delivery position of a webhook in a room: every event up to ``seq``

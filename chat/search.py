@@ -161,7 +161,9 @@ def _room_filter(user, room: Room | str | None) -> tuple[str, list]:
     return f"m.room_id IN ({sql})", list(params)
 
 
-def _matching_ids(query: Query, where: list[str], params: list, limit: int) -> list[int]:
+def matching_ids(query: Query, where: list[str], params: list, limit: int) -> list[int]:
+    """The ids of the messages matching ``query`` under ``where``, newest first, at most
+    ``limit`` (the search API and the admin's search box)."""
     conditions = " AND ".join(where)
     if connection.vendor == "sqlite":
         # FTS5 as the outer loop, walking its rowids newest first: the LIMIT stops it.
@@ -213,7 +215,7 @@ def search(
     if cursor is not None:
         where.append("m.id < %s")
         params.append(cursor)
-    ids = _matching_ids(query, where, params, limit + 1)
+    ids = matching_ids(query, where, params, limit + 1)
     has_more = len(ids) > limit
     ids = ids[:limit]
     found = Message.objects.filter(id__in=ids).select_related("room", "user")

@@ -28,15 +28,22 @@ What bypasses signals is not seen here: ``QuerySet.update()`` and raw SQL. The a
 makes none (chat/admin.py edits rooms through the change form, whose members widget is
 an ``m2m_changed``, and it has no bulk action on rooms but the hard delete, removed), and
 neither does anything else in Parley. Such a change, like one made by a process without a
-reactor, reaches live connections through the servers' periodic room check, which
-re-authorizes every live connection (chat/live/access_watch.py ``check_all``, every 5 s).
+reactor when there is no Redis to announce it on (chat/live/redis_publish.py), reaches
+live connections through the servers' periodic room check, which re-authorizes every
+live connection (chat/live/access_watch.py ``check_all``, every 5 s).
 
-Django-side only: nothing here imports Twisted. The PROTOCOL's ``event_appended`` signal
-will live here too.
+``event_appended`` (PROTOCOL.md "Python API for Django code") goes the other way: the
+log (chat/log.py) sends it after the commit of every durable event it appends, whoever
+appended it (a live transport through the store, the REST API, the admin, the Python
+API), in the process that appended it (see ``events_committed``).
+
+Django-side only: nothing here imports Twisted.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Iterable
 from functools import partial
 
@@ -44,14 +51,19 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.dispatch import Signal
 
 from chat import membership
 from chat.live.publish import AccessChange, announce_access
-from chat.models import Room
+from chat.models import Message, Room
+
+logger = logging.getLogger(__name__)
 
 # The fields of an account that decide whether its sessions still sign it in.
 _ACCOUNT_FIELDS = ("is_active", "password")
-_ROOM_FIELDS = ("slug", "is_public", "is_archived")
+# slow_mode_seconds is no access field, but its notice makes the inboxes send the new
+# room object (moderation; the admin's form changes it too).
+_ROOM_FIELDS = ("slug", "is_public", "is_archived", "slow_mode_seconds")
 # Set on an instance by pre_save, read (and removed) by post_save of the same save.
 _BEFORE = "_chat_access_before"
 
@@ -61,6 +73,40 @@ def announce(change: AccessChange, using: str | None = None) -> None:
     transaction.on_commit(
         partial(announce_access, change), using=using or DEFAULT_DB_ALIAS, robust=True
     )
+
+
+# -- event_appended (the Python API's signal) --------------------------------------------
+
+# ``event_appended.send(sender=Message, event=event)`` once the transaction that appended
+# ``event`` (a durable event as PROTOCOL.md shows it) has committed; never for one that
+# was rolled back. Receivers run on the thread that committed, which in a server process
+# is one of the store's (chat/live/store.py): keep them short and hand slow work to a
+# queue, since the store's next group commit waits for them. A receiver that raises is
+# logged and the others still run. They get a copy of the event, not the one on its
+# way to live clients.
+event_appended = Signal()
+
+
+def events_committed(events: list[dict], using: str | None = None) -> None:
+    """Send ``event_appended`` for ``events`` once the current transaction commits.
+
+    Called by the log inside its transaction. Nothing is registered when no receiver is
+    connected, so the store's hot path pays one check per batch.
+    """
+    if not events or not event_appended.has_listeners(Message):
+        return
+    transaction.on_commit(
+        partial(_send_appended, list(events)), using=using or DEFAULT_DB_ALIAS, robust=True
+    )
+
+
+def _send_appended(events: list[dict]) -> None:
+    for event in events:
+        # A copy: the event itself is also on its way to live clients (the ring, the bus).
+        answers = event_appended.send_robust(sender=Message, event=copy.deepcopy(event))
+        for receiver, answer in answers:
+            if isinstance(answer, Exception):
+                logger.error("event_appended receiver %r failed", receiver, exc_info=answer)
 
 
 # -- membership ------------------------------------------------------------------------
@@ -80,6 +126,29 @@ def members_changed(
     # user.chat_rooms.add(...) and the rest: ``pk_set`` holds rooms.
     if action == "pre_clear":  # before the rows go, to know which rooms they were
         rooms = Room.objects.using(using).filter(members=instance.pk)
+    elif pk_set:
+        rooms = Room.objects.using(using).filter(pk__in=pk_set)
+    else:
+        return
+    for slug in rooms.values_list("slug", flat=True):
+        announce(AccessChange.room_changed(slug, (instance.pk,)), using)
+
+
+def moderators_changed(
+    sender, instance, action: str, reverse: bool, pk_set, using: str, **kwargs
+) -> None:
+    """``Room.moderators`` changed (the admin): no one's access to read changes, but the
+    servers' answers and the inboxes' room objects (``is_moderator``) of those users do.
+    Moderators' rights themselves are read in each write's transaction (chat/log.py)."""
+    if action not in ("post_add", "post_remove", "pre_clear"):
+        return
+    if not reverse:
+        users = None if action == "pre_clear" else tuple(pk_set or ())
+        if users != ():
+            announce(AccessChange.room_changed(instance.slug, users), using)
+        return
+    if action == "pre_clear":
+        rooms = Room.objects.using(using).filter(moderators=instance.pk)
     elif pk_set:
         rooms = Room.objects.using(using).filter(pk__in=pk_set)
     else:
@@ -185,6 +254,11 @@ def connect() -> None:
     m2m_changed.connect(
         members_changed, sender=Room.members.through, dispatch_uid="chat.access.members"
     )
+    m2m_changed.connect(  # moderation: a room's moderators (chat/moderation.py)
+        moderators_changed,
+        sender=Room.moderators.through,
+        dispatch_uid="chat.access.moderators",
+    )
     m2m_changed.connect(
         positions_follow_members,
         sender=Room.members.through,
@@ -200,3 +274,7 @@ def connect() -> None:
         account_deleted, sender=account, dispatch_uid="chat.access.account_deleted"
     )
     user_logged_out.connect(logged_out, dispatch_uid="chat.access.logged_out")
+    # A revoked, expired or deleted token ends its connections as a logout does.
+    from chat import tokens
+
+    tokens.connect()

@@ -8,12 +8,13 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_safe
 
-from chat import access, history, room_objects
+from chat import access, dms, history, room_objects
 from chat.accounts import claim_signup, client_ip
 from chat.forms import SignupForm
 from chat.models import Room
@@ -25,7 +26,8 @@ TRANSPORTS = ("ws", "sse", "longpoll")
 
 @require_safe
 def room_list(request: HttpRequest) -> HttpResponse:
-    rooms = Room.objects.visible_to(request.user)
+    # Direct rooms are the sidebar's "Direct messages", not rooms to browse.
+    rooms = Room.objects.visible_to(request.user).exclude(kind=Room.Kind.DIRECT)
     user_id = access.user_id_of(request.user)
     mine = {r["slug"]: r for r in room_objects.member_rooms(user_id)} if user_id else {}
     listed = [{"room": r, "shown": mine.get(r.slug)} for r in rooms]
@@ -69,6 +71,10 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
         "events": events,
         "has_more": has_more,
         "rooms": sidebar,
+        # Where chat.urls is mounted (a host project may put it under any prefix): the UI
+        # prefixes its API paths with it (ui/dom.js). The live resources stay at the
+        # port's root (/ws/, /events/, /poll/), whatever the prefix.
+        "base": reverse("chat:room_list"),
     }
     context = {
         "room": room,
@@ -112,3 +118,31 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(
         request, "registration/signup.html", {"form": form, "next": next_url}, status=status
     )
+
+
+# -- direct messages (PROTOCOL.md "/dm/<username>/") -------------------------------------
+
+# Sec-Fetch-Site values of a navigation the user made on this site or by hand (typed,
+# bookmarked); absent from clients that do not send it.
+_OWN_NAVIGATION = (None, "same-origin", "none")
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def direct(request: HttpRequest, username: str) -> HttpResponse:
+    """Open the direct room with ``username``: a redirect to its room page, made first if
+    needed. A GET from another site does not make it (a page elsewhere could otherwise
+    send its visitors to /dm/<its author>/ and learn their usernames from the new room):
+    it gets a confirmation whose button POSTs here, under Django's CSRF check."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    try:
+        other = dms.find_user(username)
+    except dms.NoSuchUser:
+        raise Http404("No such user.") from None
+    room = Room.objects.filter(slug=dms.direct_slug(request.user.pk, other.pk)).first()
+    own = request.headers.get("Sec-Fetch-Site") in _OWN_NAVIGATION
+    if request.method == "POST" or (request.method == "GET" and own):
+        room, _created = dms.open_direct(request.user, other)
+    if room is None or not room.members.filter(pk=request.user.pk).exists():
+        return render(request, "chat/dm_confirm.html", {"other": other})
+    return redirect("chat:room", slug=room.slug)

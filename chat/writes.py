@@ -11,8 +11,11 @@ whenever there is one (DESIGN.md rule 7, "every write is one path"):
 - where no hub runs (Django's test client, ``manage.py``), the frame is checked by the
   same ``chat.live.validation.request_from_frame``, appended by ``chat.log.append_events``
   (permissions, idempotency, targets, all inside the transaction) and the new event handed
-  to ``chat.live.publish.publish_committed``, which reaches live clients of other
-  processes when they resume from the log. No rate limit applies there: it is the hub's.
+  to ``chat.live.publish.publish_committed`` after the commit (the servers' bus, or their
+  cursor check, chat/live/publish.py). No rate limit applies there: it is the hub's.
+
+The Python API (chat/parley.py) writes through here; inside a caller's atomic block it
+takes ``append``, the second way, in a server process too.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ def submit(slug: str, user, frame: dict) -> SendResult:
     result = publish.submit(slug, sender, frame)
     if result is not None:
         return result
+    return append(slug, user, frame)
+
+
+def append(slug: str, user, frame: dict) -> SendResult:
+    """The write through chat.log in this thread's transaction, not the hub's (the way
+    without a hub; the Python API's inside a caller's atomic block): published after the
+    commit."""
+    sender = UserInfo(user.pk, user.get_username())
     request = request_from_frame(slug, sender, frame, settings.CHAT_MAX_MESSAGE_CHARS)
     if not isinstance(request, SendRequest):
         code, detail = request

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import time
 
 from django.conf import settings
@@ -20,17 +21,37 @@ _TOO_LARGE_BODY = json.dumps(
     error_body(ErrorCode.TOO_LARGE, "The request body is too large.")
 ).encode()
 
+# Attachments (PROTOCOL.md "Attachments"): the upload route's body is capped by
+# CHAT_MAX_UPLOAD_BYTES plus this allowance for the multipart framing (boundaries, part
+# headers, a CSRF field), not by MAX_REQUEST_BYTES; the view refuses a file over the
+# limit itself. The path is read from the request line, which is all there is when the
+# length arrives (before Twisted's requestReceived).
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+_UPLOAD_PATH = re.compile(rb"/api/rooms/[a-z0-9][a-z0-9-]{0,49}/uploads/?")
+
+
+def body_limit(target: bytes | None) -> int:
+    """The largest body a request to ``target`` (the request line's target) may send."""
+    if target is not None:
+        path = target.split(b"?", 1)[0]
+        if _UPLOAD_PATH.fullmatch(path):
+            return settings.CHAT_MAX_UPLOAD_BYTES + UPLOAD_OVERHEAD_BYTES
+    return settings.MAX_REQUEST_BYTES
+
 
 class ParleyRequest(Request):
     """A request whose body is capped and whose headers are cleaned before any resource."""
 
     _refused = False
     body_bytes = 0
+    max_body_bytes = None  # set in gotLength: MAX_REQUEST_BYTES, or the upload route's
 
     def gotLength(self, length: int | None) -> None:
         self.started_at = time.monotonic()
         self._clean_headers()
-        if length is not None and length > settings.MAX_REQUEST_BYTES:
+        line = getattr(self.channel, "_request_line", None)
+        self.max_body_bytes = body_limit(getattr(line, "target", None))
+        if length is not None and length > self.max_body_bytes:
             self._refuse_body()
             return
         super().gotLength(length)
@@ -39,7 +60,8 @@ class ParleyRequest(Request):
         if self._refused:
             return
         self.body_bytes += len(data)
-        if self.body_bytes > settings.MAX_REQUEST_BYTES:  # chunked bodies have no length
+        limit = self.max_body_bytes or settings.MAX_REQUEST_BYTES
+        if self.body_bytes > limit:  # chunked bodies have no length
             self._refuse_body()
             return
         super().handleContentChunk(data)

@@ -12,6 +12,7 @@ from csp.constants import NONE, SELF
 from project.env import (
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     load_secret_key,
@@ -47,6 +48,9 @@ MIDDLEWARE = [
     # Inside CsrfViewMiddleware, so that it sees whether the page used a CSRF token.
     "project.middleware.PrivatePagesMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Authorization: Bearer <token>: that token's user for this request only, no CSRF;
+    # a bad token is a 401 on every path (chat/token_auth.py).
+    "chat.token_auth.TokenAuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as axes requires: it turns a locked-out login into its lockout page.
@@ -67,6 +71,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chat.accounts.signup_settings",
+                # parley_bots: bot usernames, for the badge (chat/token_views.py).
+                "chat.token_views.bot_names",
             ],
         },
     },
@@ -174,6 +180,8 @@ AUTHENTICATION_BACKENDS = [
     # Refuses a login while its account or address is locked out, before any password
     # is checked; then Django's own backend.
     "axes.backends.AxesStandaloneBackend",
+    # Bots sign in with tokens only: their password login is refused (chat/token_auth.py).
+    "chat.token_auth.BotPasswordRefusal",
     "django.contrib.auth.backends.ModelBackend",
 ]
 # N failures within the window lock the account, and separately the address, for the
@@ -210,6 +218,29 @@ MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
 # Django's own cap on form bodies matches the server's.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 
+# Attachments (PROTOCOL.md "Attachments"; chat/uploads.py). The largest file accepted:
+# the upload route's body may be this plus a multipart allowance (project/request.py),
+# whatever MAX_REQUEST_BYTES says. Files go through Django's storage API (STORAGES'
+# "default"), rooted at MEDIA_ROOT; they are served by chat/upload_serve.py, never as
+# plain media files, so MEDIA_URL is not a public URL.
+CHAT_MAX_UPLOAD_BYTES = env_int("CHAT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
+# An uploaded file is written to a temporary file once past 64 KiB (Django's default is
+# 2.5 MB in memory): with ten uploads in flight the process holds no whole body, and
+# FileSystemStorage then moves the temporary file into place instead of copying it.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# How often, in seconds, each server process removes the uploads never attached and
+# older than 24 h (chat/live/service.py; also `manage.py parley_clean_uploads`).
+CHAT_UPLOAD_CLEANUP_SECONDS = env_int("CHAT_UPLOAD_CLEANUP_SECONDS", 3600, minimum=1)
+
+# Webhooks (PROTOCOL.md "Webhooks"; chat/webhooks/). Private, loopback and link-local
+# targets are refused unless allowed; a delivery's whole answer must come within the
+# timeout; a process's lease on a webhook lasts this long unless renewed (a killed
+# holder's webhooks are taken over by another process after it).
+CHAT_WEBHOOK_ALLOW_PRIVATE = env_bool("CHAT_WEBHOOK_ALLOW_PRIVATE", False)
+CHAT_WEBHOOK_TIMEOUT_SECONDS = env_int("CHAT_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+CHAT_WEBHOOK_LEASE_SECONDS = env_int("CHAT_WEBHOOK_LEASE_SECONDS", 30, minimum=3)
+
 # Live chat (PROTOCOL.md "Limits and configuration").
 REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
 # Prefix of Parley's Redis channels and keys, so that several deployments (or test runs)
@@ -222,6 +253,10 @@ CHAT_MAX_CONNECTIONS_PER_USER = env_int("CHAT_MAX_CONNECTIONS_PER_USER", 50, min
 # Every live room is compared with the database (missed events, access changes made by a
 # process without a reactor) this often, in seconds (chat/live/service.py).
 CHAT_ROOM_CHECK_SECONDS = env_int("CHAT_ROOM_CHECK_SECONDS", 5, minimum=1)
+# How often a server compares its live rooms' cursors alone with the database, in seconds
+# (0: off): the events the Python API appends from a process with no reactor and no Redis
+# reach live clients this quickly (chat/live/service.py).
+CHAT_CURSOR_CHECK_SECONDS = env_float("CHAT_CURSOR_CHECK_SECONDS", 0.25)
 CHAT_RATE_LIMIT = parse_rate_limit(os.environ.get("CHAT_RATE_LIMIT", "20/10s"))
 
 LOGGING = {

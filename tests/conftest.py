@@ -49,6 +49,12 @@ def _live_server_helper():
 
 
 @pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Attachments a test uploads go to its own directory, never the checkout's ./media."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Django's default hasher spends ~0.3 s per password on purpose; tests need none of it."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

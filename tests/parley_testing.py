@@ -35,6 +35,7 @@ class ServerProcess:
             **os.environ,
             "DATABASE_URL": self.database_url,
             "STATIC_ROOT": str(self.static_root),
+            "MEDIA_ROOT": str(workdir / "media"),
             "DJANGO_SECRET_KEY": "parley-tests-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),

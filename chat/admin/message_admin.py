@@ -3,6 +3,12 @@
 The log is append-only: the admin never edits or hard-deletes a message. Deleting one is a
 soft delete through ``chat.services.delete_message``, which keeps the row (for audit) and
 appends a ``deleted`` event that every live client applies.
+
+At scale (issue 11 part 5: 1M messages and more, bench/admin_scale.py) every page is an
+index walk: no count of the whole log (chat/admin/scale.py's paginator), the room and the
+user filtered by a typed slug or username (an index lookup, not a sidebar of every
+room), the newest first by id, or by seq within one room (the (room, seq) index), and
+the search box answered by the full-text index (chat/search.py's), never ``LIKE '%x%'``.
 """
 
 from __future__ import annotations
@@ -14,9 +20,38 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.text import Truncator
 
-from chat import services
+from chat import search, services
 from chat.admin.room_admin import without_hard_delete
-from chat.models import Message
+from chat.admin.scale import ScaleAdminMixin, TextFilter
+from chat.models import Message, Room
+
+# The admin's search shows at most this many matches, the newest first: the full-text
+# index is walked from the newest row and stops there.
+SEARCH_CAP = 1000
+
+
+class RoomSlugFilter(TextFilter):
+    title = "room (slug)"
+    parameter_name = "room"
+    lookup = "room_id"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        # The slug is resolved first (its unique index), so the messages are filtered by
+        # room_id: the (room, seq) index alone answers the page.
+        if not self.value:
+            return queryset
+        return queryset.filter(room_id=room_id_of(self.value))
+
+
+class UsernameFilter(TextFilter):
+    title = "user (username)"
+    parameter_name = "user"
+    lookup = "user__username"
+
+
+def room_id_of(slug: str) -> int:
+    """The id of the room ``slug``; 0 (no room has it) when there is none."""
+    return Room.objects.filter(slug=slug).values_list("pk", flat=True).first() or 0
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -35,16 +70,20 @@ class DeletedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ScaleAdminMixin, admin.ModelAdmin):
     list_display = ("room", "seq", "kind", "user", "text", "is_deleted", "created_at")
     list_display_links = ("room", "seq")
-    list_filter = ("room", "kind", DeletedFilter)
+    list_filter = (RoomSlugFilter, UsernameFilter, "kind", DeletedFilter)
     list_select_related = ("room", "user")
-    search_fields = ("body", "user__username", "room__slug")
+    # Answered by get_search_results (the full-text index); the field only turns the
+    # search box on. "@name" finds a user's messages.
+    search_fields = ("body",)
+    search_help_text = (
+        "Whole words in the text of messages not deleted (the newest "
+        f"{SEARCH_CAP}); @username for someone's messages."
+    )
     ordering = ("-id",)
     list_per_page = 100
-    # COUNT(*) over the whole log on every page load gets slow on a big log.
-    show_full_result_count = False
     fields = (
         "room",
         "seq",
@@ -59,6 +98,38 @@ class MessageAdmin(admin.ModelAdmin):
     readonly_fields = fields
     actions = ["soft_delete_selected"]
     delete_confirmation_template = "admin/chat/message/soft_delete_confirmation.html"
+
+    def get_ordering(self, request: HttpRequest) -> tuple:
+        # Within one room, by seq: (room, seq) is unique, so Django adds no "-pk" and the
+        # page is a backward walk of that index. "room_id", not "room": that would order
+        # by the room's own ordering (its name), a join and a sort of the room's messages.
+        if request.GET.get(RoomSlugFilter.parameter_name, "").strip():
+            return ("-room_id", "-seq")
+        return self.ordering
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.startswith("@") and " " not in term:
+            return queryset.filter(user__username=term[1:]), False
+        try:
+            query = search.parse(term)
+        except search.SearchError:
+            return queryset.none(), False
+        # The conditions of the index itself (PostgreSQL's GIN index is partial), and the
+        # room when one is chosen, so the match walks only what can be shown.
+        where = ["m.kind = 'message'", "m.deleted_at IS NULL"]
+        params: list = []
+        slug = request.GET.get(RoomSlugFilter.parameter_name, "").strip()
+        if slug:
+            where.append("m.room_id = %s")
+            params.append(room_id_of(slug))
+        # chat/search.py's own walk of the index (its SQLite and PostgreSQL forms).
+        ids = search.matching_ids(query, where, params, SEARCH_CAP)
+        return queryset.filter(pk__in=ids), False
 
     @admin.display(description="text")
     def text(self, message: Message) -> str:

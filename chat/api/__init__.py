@@ -3,7 +3,9 @@ what every view shares in http."""
 
 from chat.api.http import DEFAULT_LIMIT, MAX_LIMIT, MAX_SEQ, error, query_int
 from chat.api.message_views import message, messages, reactions
+from chat.api.moderation_views import moderate
 from chat.api.room_views import join, leave, me, read, room, rooms
+from chat.api.upload_views import uploads  # attachments
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -15,9 +17,11 @@ __all__ = [
     "me",
     "message",
     "messages",
+    "moderate",
     "query_int",
     "reactions",
     "read",
     "room",
     "rooms",
+    "uploads",
 ]

@@ -93,6 +93,8 @@ def endpoint(*methods: str) -> Callable:
                 return response
             try:
                 if request.method not in _SAFE_METHODS:
+                    # A Bearer token request passes: chat/token_auth.py sets Django's
+                    # _dont_enforce_csrf_checks, which this check honours.
                     if csrf_problem(request) is not None:
                         raise ApiError(ErrorCode.FORBIDDEN, "CSRF check failed: send X-CSRFToken.")
                     if access.user_id_of(request.user) is None:

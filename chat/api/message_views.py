@@ -29,13 +29,14 @@ from chat.models import Room
 
 @endpoint("GET", "POST")
 def messages(request: HttpRequest, slug: str) -> JsonResponse:
-    """``GET``: one page of the log; ``POST {"body", "client_id", "reply_to"}``: send."""
+    """``GET``: one page of the log; ``POST {"body", "client_id", "reply_to",
+    "attachments"}``: send."""
     room = readable_room(request, slug)
     if request.method == "POST":
         data = json_body(request)
         frame = {"type": "send", **_fields(data, "body", "client_id", "reply_to")}
-        if data.get("attachments"):
-            raise ApiError(ErrorCode.BAD_REQUEST, "Attachments are not supported yet.")
+        if "attachments" in data:  # upload ids: checked by validation.py, claimed by the log
+            frame["attachments"] = data["attachments"]
         return _write(request, room, frame, created_status=201)
     return _page(request, room)
 

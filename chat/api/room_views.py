@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
-from chat import access, membership, positions, room_objects
+from chat import access, membership, positions, room_objects, tokens
 from chat.api.http import MAX_SEQ, ApiError, endpoint, json_body, readable_room
 from chat.live import publish
 from chat.live.records import ErrorCode, ReadNotice
@@ -38,7 +38,7 @@ def me(request: HttpRequest) -> JsonResponse:
         {
             "user": user.get_username(),
             "is_staff": user.is_staff,
-            "is_bot": False,  # bot accounts are the tokens issue's
+            "is_bot": tokens.is_bot(user),
             "rooms": room_objects.member_rooms(user.pk, is_staff=user.is_staff),
         }
     )

@@ -12,6 +12,10 @@ heard within one reactor turn share one read. A change about a room this process
 not hold costs nothing but the Authorizer's bookkeeping. What no notice reports (a
 change made by a process without a reactor, or one missed while the bus was away) is
 found by ``check_all``, every room check.
+
+A kick or a ban (``kick``, from chat/moderation.py) needs no read either: the users it
+names lose their connections to the room at once, even in a public room whose rule would
+let them read on (a kicked user may reconnect there; a banned one is refused by the rule).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from chat.live.publish import ACCOUNTS, ROOM, SESSION, AccessChange
+from chat.live.publish import ACCOUNTS, KICK, ROOM, SESSION, AccessChange
 from chat.live.records import UserInfo
 from chat.live.room import LiveRoom
 from chat.live.store import Recheck, Store
+from chat.tokens import is_credential
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +95,14 @@ class AccessWatch:
     def changed(self, change: AccessChange) -> None:
         """A committed change of what access depends on, made here or in another process."""
         if self.authorizer is not None:
-            self.authorizer.invalidate(change)
-        if change.kind == ROOM:
+            # A kick is, to the Authorizer, a change of those users' access to the room.
+            stale = change
+            if change.kind == KICK and change.room is not None:
+                stale = AccessChange.room_changed(change.room, change.users)
+            self.authorizer.invalidate(stale)
+        if change.kind == KICK:
+            self._kick(change.room, set(change.users or ()))
+        elif change.kind == ROOM:
             if change.room in self.rooms:  # else nobody here holds the room: nothing to do
                 users = None if change.users is None else set(change.users)
                 self._want(change.room, users, sessions=False)
@@ -112,6 +123,18 @@ class AccessWatch:
         for slug, room in self.rooms.items():
             if room.loaded and not room.is_empty():
                 self._want(slug, None, sessions=False)
+
+    def _kick(self, slug: str | None, users: set[int]) -> None:
+        """Kicked or banned: their connections to the room end now, with no read."""
+        room = self.rooms.get(slug or "")
+        if room is None:
+            return  # nobody here holds the room
+        if room.loaded:
+            ended = room.revoke(lambda user, key: user is not None and user.id in users)
+            logger.info("kicked from %s: %d connection(s) and lease(s) ended", slug, ended)
+        # Whoever was admitted on an answer read before the kick (still joining, or the
+        # room still loading) is checked against the database too: a ban refuses them.
+        self._want(room.slug, set(users), sessions=False)
 
     def _end_session(self, session: str | None, user_id: int | None) -> None:
         """A session ended: the connections opened with it end, with no read (a connection
@@ -156,6 +179,10 @@ class AccessWatch:
             asked[slug] = {u.id if u else None for u, _ in concerned}
             if want.sessions:
                 sessions.update(key for u, key in concerned if key is not None and u is not None)
+            else:
+                # Tokens are re-checked by every re-check, the room check's included: a
+                # token that expired has no notice (a logged-out session has its own).
+                sessions.update(k for u, k in concerned if is_credential(k) and u is not None)
         if not asked:
             return
         d = self.store.recheck(asked, sessions)

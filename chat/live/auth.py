@@ -189,13 +189,18 @@ def _mark(changes: OrderedDict, key, mark: tuple[int, float]) -> None:
 
 def session_user(session_key: str) -> UserInfo | None:
     """Runs in a store thread: the user ``session_key`` signs in now, as Django's
-    AuthenticationMiddleware would decide (None: nobody, or an ended session)."""
+    AuthenticationMiddleware would decide (None: nobody, or an ended session); a token's
+    credential key, as the token middleware would."""
     from importlib import import_module
 
     from django.conf import settings
     from django.contrib.auth import get_user
     from django.http import HttpRequest
 
+    from chat import tokens
+
+    if tokens.is_credential(session_key):  # a bearer token (chat/tokens.py)
+        return tokens.credential_user(session_key)
     engine = import_module(settings.SESSION_ENGINE)
     request = HttpRequest()
     request.session = engine.SessionStore(session_key)

@@ -61,6 +61,9 @@ class RoomHub:
         # Told of every access change, to make its answers stale (chat/live/auth.py).
         self.authorizer = authorizer
         self.access = AccessWatch(reactor, store, self.rooms, authorizer, self._forget)
+        # Webhooks (chat/webhooks/deliverer.py): told the room of every event delivered
+        # here, so that its workers send at once instead of at their next poll.
+        self.event_hook = None
 
     # -- the registry ----------------------------------------------------------------
 
@@ -146,6 +149,8 @@ class RoomHub:
         room = self.rooms.get(event.event["room"])
         if room is not None:  # else nobody in this process follows the room
             room.receive(event)
+        if self.event_hook is not None:  # webhooks' wake-up
+            self.event_hook(event.event["room"])
 
     def bus_reconnected(self) -> None:
         """The bus may have dropped events and access changes while it was away: compare
@@ -167,10 +172,19 @@ class RoomHub:
             room.catch_up()
 
     def check_rooms(self) -> None:
-        """Catch up every live room that is behind the database."""
+        """Catch up every live room that is behind the database, and re-authorize every
+        live connection (the room check)."""
+        if self.check_cursors() is not None:
+            self.access.check_all()
+
+    def check_cursors(self) -> defer.Deferred | None:
+        """Catch up every live room that is behind the database: one store read of the
+        rooms' ``last_seq`` (None when no room is live). Also the cursor check of
+        chat/live/service.py, which finds events appended by a process that has no way
+        to tell this one (the Python API with no Redis)."""
         slugs = [slug for slug, room in self.rooms.items() if room.loaded]
         if not slugs:
-            return
+            return None
 
         def compare(last_seqs: dict[str, int]) -> None:
             for slug, last_seq in last_seqs.items():
@@ -179,8 +193,7 @@ class RoomHub:
                     room.catch_up()
 
         d = self.store.last_seqs(slugs)
-        d.addCallbacks(compare, lambda f: logger.warning("room check failed: %s", f.value))
-        self.access.check_all()
+        return d.addCallbacks(compare, lambda f: logger.warning("room check failed: %s", f.value))
 
     # -- access (PROTOCOL.md "Losing access") -------------------------------------------
 

@@ -25,7 +25,7 @@ from chat.live.inbox import NO_ROOM
 from chat.live.records import ErrorCode
 from chat.live.sse import RETRY_MS, EventStream
 from chat.live.store import StoreUnavailable
-from chat.live.transport import LiveConnection, Refusal, RoomResource
+from chat.live.transport import LiveConnection, Refusal, RoomResource, refuse_bad_token
 from chat.live.web import header, own_origin, write_error
 from chat.live.websocket import ChatWebSocket
 
@@ -43,6 +43,7 @@ class InboxConnection(LiveConnection):
         live = self.live
         try:
             access = await self.wait(live.authorizer.access(self.session_key, NO_ROOM))
+            refuse_bad_token(self.session_key, access)
             if access.user is None:
                 raise Refusal(ErrorCode.FORBIDDEN, "Sign in to open your inbox.")
             self.user = access.user

@@ -20,9 +20,16 @@ from chat.live.events import longpoll_body
 from chat.live.records import ErrorCode, UserInfo
 from chat.live.room import AccessRevoked
 from chat.live.store import StoreUnavailable
-from chat.live.transport import LiveConnection, Refusal, RoomResource, notice_departure
+from chat.live.transport import (
+    LiveConnection,
+    Refusal,
+    RoomResource,
+    notice_departure,
+    refuse_bad_token,
+)
 from chat.live.web import header, session_key, write_error, write_json
 from chat.live.wire import FrameError, parse_frame
+from chat.tokens import bearer_secret
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +79,9 @@ class LongPollResource(RoomResource):
         try:
             slug = self.check(request)
             frame = read_frame(request)
-            access = await self.live.authorizer.access(session_key(request), slug)
+            credential = session_key(request)
+            access = await self.live.authorizer.access(credential, slug)
+            refuse_bad_token(credential, access)
             if access.room is None:
                 raise Refusal(ErrorCode.NOT_FOUND)
             if not access.can_read:
@@ -133,9 +142,12 @@ class PollSender:
 
 
 def read_frame(request: Request) -> dict:
-    """The client frame of a POST (its JSON body), after its CSRF check; Refusal otherwise."""
+    """The client frame of a POST (its JSON body), after its CSRF check; Refusal otherwise.
+
+    A token request needs no CSRF token (a cross-site page cannot set Authorization);
+    whether the token is good is the Authorizer's question, answered 401 after this."""
     cookie = request.getCookie(settings.CSRF_COOKIE_NAME.encode())
-    if not csrf_token_valid(
+    if bearer_secret(header(request, b"authorization")) is None and not csrf_token_valid(
         cookie.decode("latin-1") if cookie else None, header(request, b"x-csrftoken")
     ):
         raise Refusal(ErrorCode.FORBIDDEN, "CSRF token missing or incorrect.")

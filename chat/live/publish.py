@@ -17,13 +17,13 @@ delete, reaction) through the hub's write path (validation, rate limit, group co
 delivery), for the REST API in a WSGI thread. It returns None where no hub is installed
 (chat/writes.py then appends through chat.log itself).
 
-In a process with no reactor (``manage.py shell``, a management command) nothing is
-installed. Its events reach live clients when they next resume from the log (and the
-servers' periodic room check reads them within 5 s). Its access changes reach live
-clients through the same periodic check, which re-authorizes every live connection of
-every server process against the database (chat/live/access_watch.py ``check_all``): within
-5 s, not 1 s, and a logout cannot happen there. No synchronous Redis client is added to
-shorten that: a reactorless process would need one only for this.
+In a process with no reactor (``manage.py shell``, a management command, a Celery
+worker) nothing is installed. With ``REDIS_URL`` its events, access changes and read
+notices go on the bus themselves (chat/live/redis_publish.py, a blocking client), and
+every server delivers them as another server's. Without Redis (one server), its events
+are found by the server's cursor check (chat/live/service.py, every 0.25 s), and its
+access changes by the room check, which re-authorizes every live connection against the
+database (chat/live/access_watch.py ``check_all``, every 5 s).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ _call_from_thread: Callable[..., None] | None = None
 ROOM = "room"
 ACCOUNTS = "accounts"
 SESSION = "session"
+KICK = "kick"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,13 @@ class AccessChange:
       changed, which signs out their other sessions): their connections to every room.
     - ``session``: the session ``session`` ended (logout): the connections opened with
       it end; ``users`` is its user, for the transports that do not tell their session.
+      A revoked, expired or deleted API token is this kind too: ``session`` is the
+      token's credential key, ``token:<digest>`` (chat/tokens.py), which its live
+      connections were opened with, so revocation ends them by the logout's path.
+    - ``kick``: the users ``users`` were kicked or banned from the room ``room`` by a
+      moderator (PROTOCOL.md "Moderation"): their connections to it end outright, with
+      no read, even where the rule would still let them read (a public room they were
+      kicked from: they may reconnect; a ban refuses the reconnect).
     """
 
     kind: str
@@ -72,6 +80,10 @@ class AccessChange:
     @classmethod
     def accounts_changed(cls, users: tuple[int, ...]) -> AccessChange:
         return cls(ACCOUNTS, users=tuple(sorted(users)))
+
+    @classmethod
+    def kicked(cls, slug: str, users: tuple[int, ...]) -> AccessChange:
+        return cls(KICK, room=slug, users=tuple(sorted(users)))
 
     @classmethod
     def session_ended(cls, session: str, user: int | None) -> AccessChange:
@@ -96,6 +108,8 @@ class AccessChange:
             return cls.room_changed(room, users)
         if kind == ACCOUNTS and users:
             return cls.accounts_changed(users)
+        if kind == KICK and isinstance(room, str) and users:
+            return cls.kicked(room, users)
         if kind == SESSION and isinstance(session, str) and session:
             return cls(SESSION, session=session, users=users[:1] if users else None)
         return None
@@ -135,7 +149,8 @@ def announce_read(notice: ReadNotice) -> None:
     """Tell the user's live connections, in every process, that their read position
     moved (any thread)."""
     if _read_sink is None or _call_from_thread is None:
-        logger.info("no live hub in this process; %s is not announced", notice)
+        if not _no_reactor().publish_read(notice):
+            logger.info("no live hub in this process; %s is not announced", notice)
         return
     _call_from_thread(_read_sink, notice)
 
@@ -143,7 +158,8 @@ def announce_read(notice: ReadNotice) -> None:
 def publish_committed(event: dict) -> None:
     """Deliver a committed durable event to every live subscriber (any thread)."""
     if _sink is None or _call_from_thread is None:
-        logger.info("no live hub in this process; %s reaches clients on resume", event)
+        if not _no_reactor().publish_event(event):
+            logger.info("no live hub in this process; the servers' cursor check finds %s", event)
         return
     _call_from_thread(_sink, event)
 
@@ -151,9 +167,19 @@ def publish_committed(event: dict) -> None:
 def announce_access(change: AccessChange) -> None:
     """Tell the live hub of every process that ``change`` was committed (any thread)."""
     if _access_sink is None or _call_from_thread is None:
+        if _no_reactor().publish_access(change):
+            return
         logger.info(
             "no live hub in this process; %s reaches live clients at the servers' next room check",
             change,
         )
         return
     _call_from_thread(_access_sink, change)
+
+
+def _no_reactor():
+    """A process with no hub publishes on the Redis bus itself (Python API, PROTOCOL.md);
+    imported when first needed: a server process never needs it."""
+    from chat.live import redis_publish
+
+    return redis_publish

@@ -115,7 +115,8 @@ class SendRequest:
     hands it to the store and the log; validated (chat/live/validation.py) before.
 
     ``body`` is the text of a send or an edit; ``target`` the seq an edit, delete or
-    reaction acts on; ``reply_to`` a send's reply; ``emoji`` and ``op`` a reaction's.
+    reaction acts on; ``reply_to`` a send's reply; ``emoji`` and ``op`` a reaction's;
+    ``attachments`` the upload ids a send attaches (chat/log_uploads.py claims them).
     """
 
     room: str  # slug
@@ -128,6 +129,7 @@ class SendRequest:
     reply_to: int | None = None
     emoji: str | None = None
     op: str | None = None
+    attachments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@ and the three transports (each serving a room's stream and the user's inbox stre
 
 from __future__ import annotations
 
+import logging
+
 from twisted.internet import defer, task, threads
 from twisted.web.resource import Resource
 
@@ -27,6 +29,8 @@ from chat.live.sse import EventStreamResource
 from chat.live.store import Store
 from chat.live.websocket import PING_INTERVAL as WS_PING_INTERVAL
 from chat.live.websocket import WebSocketResource
+from chat.uploads import remove_unattached
+from chat.webhooks.deliverer import WebhookService
 
 # Every active room's cursor is compared with the database this often, and after the bus
 # reconnects. A process that missed events (Redis down, a publish lost, a delete made
@@ -35,6 +39,18 @@ from chat.live.websocket import WebSocketResource
 # changes no notice reported, and every inbox stream (InboxChecks.check: sessions, room
 # sets): one store read for the rooms and one for the inbox streams, per process.
 CHECK_ROOMS_INTERVAL = 5.0
+# The cursor check: the live rooms' cursors alone, this often (CHAT_CURSOR_CHECK_SECONDS,
+# 0 turns it off). A process with no reactor and no Redis (the Python API from a script
+# or a Celery worker) can tell the servers nothing; this finds its events within a
+# quarter second, so they reach live clients within the 1 s PROTOCOL.md promises. One
+# indexed read of the room rows per check, never two at once (the loop waits for it):
+# with 1000 live rooms on SQLite about 1% of a core of an idle server (DESIGN.md).
+CURSOR_CHECK_INTERVAL = 0.25
+# Attachments: uploads never attached are removed after 24 h (PROTOCOL.md) by each server
+# process itself, this often, in a store thread (chat/uploads.py remove_unattached).
+UPLOAD_CLEANUP_INTERVAL = 3600.0
+
+logger = logging.getLogger(__name__)
 
 
 class BusListener:
@@ -94,12 +110,24 @@ class LiveService:
         self.inbox = InboxHub(reactor, self.hub, self.store)
         self.inbox_polls = PollSessions(reactor, self.inbox)
         self.reads = ReadTracker(reactor, self.store, self.hub, self.bus, self.inbox)
+        # Webhooks (chat/webhooks/): the leases this process holds, one worker each.
+        self.webhooks = WebhookService.from_settings(reactor, self.store, self.hub, settings)
+        self.hub.event_hook = self.webhooks.wake
         self._loops = [
             self._every(
                 getattr(settings, "CHAT_ROOM_CHECK_SECONDS", CHECK_ROOMS_INTERVAL), self.check
             ),
             self._every(WS_PING_INTERVAL, lambda: self.open_connections.heartbeat("websocket")),
+            # The cursor check (the Python API from a process with no reactor).
+            self._every(
+                getattr(settings, "CHAT_CURSOR_CHECK_SECONDS", CURSOR_CHECK_INTERVAL),
+                self.hub.check_cursors,
+            ),
             self._every(SSE_PING_INTERVAL, lambda: self.open_connections.heartbeat("sse")),
+            self._every(
+                getattr(settings, "CHAT_UPLOAD_CLEANUP_SECONDS", UPLOAD_CLEANUP_INTERVAL),
+                self.clean_uploads,
+            ),
         ]
         for transport in ("websocket", "sse", "longpoll"):
             metrics.CONNECTIONS.labels(transport).set_function(
@@ -135,10 +163,12 @@ class LiveService:
 
     def start(self) -> None:
         self.store.start()
+        self.webhooks.start()
         self.presence.start(self.hub)
         self.bus.start(BusListener(self.hub, self.reads, self.inbox))
         for loop, seconds in self._loops:
-            loop.start(seconds, now=False)
+            if seconds > 0:  # 0: a check turned off (CHAT_CURSOR_CHECK_SECONDS=0)
+                loop.start(seconds, now=False)
         publish.install(
             self.reactor.callFromThread,
             self.publish_committed,
@@ -152,6 +182,20 @@ class LiveService:
         inbox streams (sessions, room sets)."""
         self.hub.check_rooms()
         self.inbox.check()
+
+    def clean_uploads(self) -> defer.Deferred:
+        """Attachments: remove the unattached uploads older than 24 h, in a store thread.
+        The loop waits for it (never two at once); a failure is logged and the loop goes
+        on (a LoopingCall stops at an unhandled failure)."""
+
+        def failed(failure) -> None:
+            logger.warning("unattached uploads not removed: %s", failure.getErrorMessage())
+
+        def done(removed: int) -> None:
+            if removed:
+                logger.info("%d unattached upload(s) removed", removed)
+
+        return self.store.run(remove_unattached).addCallbacks(done, failed)
 
     def publish_committed(self, event: dict) -> None:
         """A durable event committed by Django code (admin delete), on the reactor."""
@@ -180,6 +224,7 @@ class LiveService:
                 loop.stop()
         self.hub.drop_all("shutdown")
         self.inbox.drop_all("shutdown")
+        yield self.webhooks.stop()  # gives its leases back: another process takes over
         # Let the close frames and last chunks reach the clients.
         yield task.deferLater(self.reactor, 0.1, lambda: None)
         yield self.presence.stop()  # needs the bus's Redis link, so first

@@ -48,6 +48,7 @@ from chat.live.web import (
     session_key,
     write_error,
 )
+from chat.tokens import is_credential
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,6 +91,13 @@ class Refusal(Exception):
         for name, value in self.headers:
             request.setHeader(name, value)
         write_error(request, self.code, self.detail)
+
+
+def refuse_bad_token(credential: str | None, access: Any) -> None:
+    """A request with a bearer token that signs in nobody (bad, revoked, expired): 401
+    ``unauthorized``, before anything else (PROTOCOL.md "Authentication")."""
+    if access.user is None and is_credential(credential):
+        raise Refusal(ErrorCode.UNAUTHORIZED)
 
 
 def notice_departure(request: Request, left: Callable[[], None]) -> None:
@@ -193,6 +201,7 @@ class LiveConnection:
         live = self.live
         try:
             access = await self.wait(live.authorizer.access(self.session_key, self.slug))
+            refuse_bad_token(self.session_key, access)
             if access.room is None:
                 raise Refusal(ErrorCode.NOT_FOUND)
             if not access.can_read:

@@ -21,6 +21,10 @@ from chat.live.wire import MAX_INT
 from chat.slug import SLUG_PATTERN
 
 MAX_CLIENT_ID_CHARS = 64  # PROTOCOL.md: client_id is a string of up to 64 chars
+# PROTOCOL.md "attachments": at most 10 upload ids per send. An id is what
+# chat/models_extra.py new_upload_id makes (URL-safe base64), up to its column's 32 chars.
+MAX_ATTACHMENTS = 10
+UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # Lone surrogates cannot be encoded as UTF-8 (SQLite and PostgreSQL both refuse them);
 # NUL is refused by PostgreSQL in text columns and truncates C strings elsewhere.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -62,6 +66,23 @@ def check_body(body: object, max_chars: int) -> Problem | None:
     return None
 
 
+def check_attachments(value: object) -> Problem | None:
+    """None when ``value`` is a send's ``attachments``: absent (None) or a list of at most
+    MAX_ATTACHMENTS distinct upload ids. Whose uploads they are is the log's to say."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or len(value) > MAX_ATTACHMENTS:
+        return (
+            ErrorCode.BAD_REQUEST,
+            f"attachments must be a list of at most {MAX_ATTACHMENTS} upload ids.",
+        )
+    if not all(isinstance(v, str) and UPLOAD_ID.fullmatch(v) for v in value):
+        return ErrorCode.BAD_REQUEST, "attachments must hold upload ids (strings)."
+    if len(set(value)) != len(value):
+        return ErrorCode.BAD_REQUEST, "attachments names an upload twice."
+    return None
+
+
 def check_seq(value: object, name: str) -> Problem | None:
     """None when ``value`` is a seq: a JSON integer from 1 (not a bool, not 1.0)."""
     if type(value) is not int or not 1 <= value <= MAX_INT:
@@ -96,9 +117,20 @@ def request_from_frame(
     if problem is not None:
         return problem
     body, target, reply_to, emoji, op = "", None, None, None, None
+    attachments: tuple[str, ...] = ()
+    if kind == WriteKind.SEND:
+        # Attachments: a send with files may have no text (PROTOCOL.md's send lists
+        # ``attachments`` beside ``body``; a photo needs no caption).
+        problem = check_attachments(frame.get("attachments"))
+        if problem is not None:
+            return problem
+        attachments = tuple(frame.get("attachments") or ())
     if kind in (WriteKind.SEND, WriteKind.EDIT):
         body = frame.get("body")
-        problem = check_body(body, max_chars)
+        if attachments and (body is None or (isinstance(body, str) and not body.strip())):
+            body = ""  # no text (or only blanks) beside files: stored as an empty body
+        else:
+            problem = check_body(body, max_chars)
     if problem is None and kind != WriteKind.SEND:
         target = frame.get("target")
         problem = check_seq(target, "target")
@@ -125,6 +157,7 @@ def request_from_frame(
         reply_to=reply_to,
         emoji=emoji,
         op=op,
+        attachments=attachments,
     )
 
 
@@ -162,6 +195,8 @@ def check_stored_send(request: SendRequest) -> Problem | None:
         problem = check_seq(request.target, "target")
     elif request.reply_to is not None:
         problem = check_seq(request.reply_to, "reply_to")
+    if problem is None and request.attachments:
+        problem = check_attachments(request.attachments)
     if problem is None and kind == WriteKind.REACT:
         if not is_single_emoji(request.emoji):
             problem = ErrorCode.BAD_REQUEST, "emoji must be one emoji."

@@ -8,6 +8,7 @@ this module only reads and writes, and holds no state.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from chat.live.auth import Origin, server_origin
 from chat.live.records import ErrorCode, error_body
 from chat.live.wire import parse_int
 from chat.slug import SLUG_PATTERN
+from chat.tokens import bearer_secret, credential
 
 _SLUG = re.compile(rf"^{SLUG_PATTERN}\Z")
 
@@ -50,7 +52,12 @@ def header(request: Request, name: bytes) -> str | None:
 
 
 def session_key(request: Request) -> str | None:
-    """The Django session cookie: the credential a live connection is opened with."""
+    """The credential a live connection is opened with: a bearer token's credential key
+    (chat/tokens.py; a bad token's too, which signs in nobody: 401), else the Django
+    session cookie. A token in the query string is never read."""
+    secret = bearer_secret(header(request, b"authorization"))
+    if secret is not None:
+        return credential(secret)
     raw = request.getCookie(settings.SESSION_COOKIE_NAME.encode())
     if not raw:
         return None
@@ -114,4 +121,8 @@ def write_error(
 ) -> None:
     """``{"error": ...}`` with the code's status (or ``status``, for the 405)."""
     code = ErrorCode(code)
+    retry_after = extra.get("retry_after")
+    if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+        # As the API's (chat/api/http.py): a rate limit or a mute also says when, in HTTP.
+        request.setHeader(b"Retry-After", str(max(1, math.ceil(retry_after))).encode())
     write_json(request, status or code.status, error_body(code, detail, **extra))

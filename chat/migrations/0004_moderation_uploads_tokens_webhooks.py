@@ -7,6 +7,19 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def search_statistics(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(
+            "ALTER TABLE chat_message ALTER COLUMN search_vector SET STATISTICS 1000"
+        )
+        schema_editor.execute("ANALYZE chat_message")
+
+
+def unset_search_statistics(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("ALTER TABLE chat_message ALTER COLUMN search_vector SET STATISTICS -1")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -159,4 +172,9 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('webhook', 'room'), name='chat_webhook_position_once')],
             },
         ),
+        # PostgreSQL: the planner's statistics of the search column, finer than the
+        # default. With the default (100) a word in few or no messages is estimated common,
+        # and the search walks the whole table newest first instead of the GIN index:
+        # measured 370 ms against 7 ms for a rare word over 1M messages.
+        migrations.RunPython(search_statistics, unset_search_statistics, elidable=False),
     ]

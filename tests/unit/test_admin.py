@@ -116,9 +116,10 @@ def test_room_changelist_shows_counts(admin_client, lobby, alice, django_user_mo
 
     request = RequestFactory().get("/admin/chat/room/")
     rows = django_admin.site.get_model_admin(Room).get_queryset(request)
-    counts = {r.slug: (r.member_count, r.message_count) for r in rows}
-    # Three messages (one of them deleted); the `deleted` event is not a message.
-    assert counts == {"lobby": (2, 3), "empty": (0, 0)}
+    counts = {r.slug: (r.member_count, r.last_seq) for r in rows}
+    # Messages are not counted per room (a walk of every log: chat/admin/room_admin.py);
+    # the log's length is: three messages and the `deleted` event.
+    assert counts == {"lobby": (2, 4), "empty": (0, 0)}
     assert admin_client.get("/admin/chat/room/?q=lob").context["cl"].result_count == 1
     assert admin_client.get("/admin/chat/room/?is_public__exact=0").context["cl"].result_count == 0
 
@@ -152,18 +153,20 @@ def test_message_changelist_search_and_filters(admin_client, lobby):
     log.delete_message(message(lobby, 2).id)
 
     def count(query: str) -> int:
+        # The rows shown: the changelist's count is an estimate (chat/admin/scale.py).
         response = admin_client.get(f"/admin/chat/message/?{query}")
         assert response.status_code == 200
-        return response.context["cl"].result_count
+        return len(response.context["cl"].result_list)
 
     assert count("") == 4
-    assert count("q=three") == 1
-    assert count("q=alice") == 3
-    assert count("q=lobby") == 4
+    assert count("q=three") == 1  # the full-text index: messages not deleted
+    assert count("q=%40alice") == 3  # @alice: her messages (the `deleted` event too)
+    assert count("room=lobby") == 4
+    assert count("room=nowhere") == 0
+    assert count("user=alice") == 3
     assert count("kind__exact=deleted") == 1
     assert count("deleted=yes") == 1
     assert count("deleted=no") == 3
-    assert count(f"room__id__exact={lobby.pk}") == 4
 
 
 def test_messages_cannot_be_added_or_edited(admin_client, lobby):

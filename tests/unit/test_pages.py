@@ -224,7 +224,7 @@ def test_room_page_dom_contract(client, rooms, alice, settings):
     assert textarea.attrs["name"] == "body"
     assert textarea.attrs["maxlength"] == "1234"
     assert "disabled" not in textarea.attrs
-    button = composer.find("button")
+    button = composer.find("button", cls="send-button")  # not the attach button
     assert (button.attrs["type"], button.text) == ("submit", "Send")
     assert "disabled" not in button.attrs
     # The hint is there for the client to show if posting ends (the room archived), hidden.
@@ -247,7 +247,7 @@ def test_room_page_for_anonymous_disables_the_composer(client, rooms, alice):
     assert (main.attrs["data-user"], main.attrs["data-can-post"]) == ("", "0")
     composer = root.by_id("composer")
     assert "disabled" in composer.find("textarea").attrs
-    assert "disabled" in composer.find("button").attrs
+    assert "disabled" in composer.find("button", cls="send-button").attrs
     assert "log in to post" in composer.find(cls="composer-hint").text.lower()
     assert [li.attrs["data-seq"] for li in root.by_id("messages").find_all("li")] == ["1"]
     # The long-poll client of an anonymous reader still finds a token on the page.
@@ -261,7 +261,7 @@ def test_archived_room_disables_the_composer(client, rooms, alice):
     assert (main.attrs["data-archived"], main.attrs["data-can-post"]) == ("1", "0")
     composer = root.by_id("composer")
     assert "disabled" in composer.find("textarea").attrs
-    assert "disabled" in composer.find("button").attrs
+    assert "disabled" in composer.find("button", cls="send-button").attrs
     assert "archived" in composer.find(cls="composer-hint").text
 
 

@@ -168,9 +168,10 @@ export class RoomClient extends Emitter {
     this.connection.stop();
   }
 
-  send(body, { replyTo = null, clientId } = {}) {
+  send(body, { replyTo = null, clientId, attachments = [] } = {}) {
     const frame = { type: "send", body, client_id: clientId ?? newClientId("c") };
     if (replyTo !== null && replyTo !== undefined) frame.reply_to = replyTo;
+    if (attachments?.length) frame.attachments = [...attachments]; // upload ids
     return this.write(frame);
   }
 
@@ -279,7 +280,8 @@ export class RoomClient extends Emitter {
       return;
     }
     this.outbox.delete(clientId);
-    const failure = { clientId, code, detail: detail || code, frame: entry.frame };
+    // retryAfter: a mute's end (forbidden), for the page's notice (ui/modmenu.js).
+    const failure = { clientId, code, detail: detail || code, frame: entry.frame, retryAfter: retryAfter ?? null };
     entry.reject(Object.assign(new Error(failure.detail), failure));
     this.emit("failed", failure);
     if (this.retiring && !this.outbox.size) this.close();

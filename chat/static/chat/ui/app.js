@@ -6,7 +6,7 @@
  */
 
 import { InboxClient } from "../parley-client.js";
-import { api } from "./dom.js";
+import { api, chatUrl } from "./dom.js"; // chatUrl: the app's prefix in a host project
 import { History } from "./history.js";
 import { Notifier } from "./notify.js";
 import { RoomView } from "./roomview.js";
@@ -30,7 +30,10 @@ function start() {
   };
   const transportQuery = config.transport ? `?transport=${config.transport}` : "";
   const notifier = new Notifier({ bell: root.querySelector("#bell"), announcer: document.getElementById("announcer") });
-  const sidebar = new Sidebar(app, { onTotals: ({ unread }) => notifier.setUnread(unread) });
+  const sidebar = new Sidebar(app, {
+    onTotals: ({ unread }) => notifier.setUnread(unread),
+    onOpen: (room) => go(room.slug), // "New message": the direct room, made or found
+  });
   sidebar.setRooms(data.rooms ?? []);
   let inbox = null;
 
@@ -75,10 +78,10 @@ function start() {
     root.removeAttribute("aria-busy");
     if (!room || !page) {
       // No access or no such room: the server's page says which, properly.
-      location.assign(`/rooms/${slug}/${transportQuery}`);
+      location.assign(chatUrl(`/rooms/${slug}/${transportQuery}`));
       return;
     }
-    if (push) history.pushState({ slug }, "", `/rooms/${slug}/${transportQuery}`);
+    if (push) history.pushState({ slug }, "", chatUrl(`/rooms/${slug}/${transportQuery}`));
     show(room, page.events, page.hasMore);
     if (view.composer.enabled) view.composer.focus();
     else view.list.node.focus();
@@ -93,7 +96,7 @@ function start() {
     go(link.dataset.slug);
   });
   window.addEventListener("popstate", (e) => {
-    const slug = e.state?.slug ?? location.pathname.match(/^\/rooms\/([^/]+)\//)?.[1];
+    const slug = e.state?.slug ?? location.pathname.match(/\/rooms\/([^/]+)\/$/)?.[1]; // any prefix
     go(slug, { push: false });
   });
   history.replaceState({ slug: data.room.slug }, "", location.href);
@@ -139,11 +142,18 @@ function start() {
     const client = new InboxClient({ transport: config.transport });
     const refill = () => sidebar.setRooms([...client.rooms.values()]);
     client.on("hello", refill);
-    client.on("rooms", refill);
+    client.on("rooms", () => {
+      refill();
+      // The open room's object too: a moderator's slow mode, say, holds from now on.
+      const open = client.rooms.get(view.slug);
+      if (open) view.roomChanged(open);
+    });
     client.on("read", (e) => sidebar.update(e.room, { unread: e.unread, mentions: e.mentions, read_seq: e.seq }));
     client.on("activity", (e) => {
       sidebar.update(e.room, { unread: e.unread, mentions: e.mentions, last_seq: e.seq });
-      if (e.mention && e.user !== config.me) notifyMention(e);
+      // A direct message notifies like a mention (ui/notify.js decides on the bell).
+      const direct = e.kind === "message" && sidebar.get(e.room)?.kind === "direct";
+      if ((e.mention || direct) && e.user !== config.me) notifyMention(e, direct);
     });
     client.on("state", ({ state }) => {
       if (state === "denied") pollRooms();
@@ -151,7 +161,7 @@ function start() {
     return client.start();
   }
 
-  async function notifyMention(activity) {
+  async function notifyMention(activity, direct = false) {
     // Decided when the mention arrives, not after the text is fetched.
     if (!notifier.wanted) return;
     const room = sidebar.get(activity.room) ?? { slug: activity.room };
@@ -162,6 +172,7 @@ function start() {
       if (ok) body = (answer?.event ?? answer)?.body ?? "";
     }
     notifier.show({
+      direct,
       room: activity.room,
       roomName: room.name,
       user: activity.user,

@@ -27,7 +27,16 @@ export function csrfToken() {
   return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
 }
 
-/** JSON over fetch: {ok, status, data}; network trouble is {ok: false, status: 0}. */
+// Where the chat app's URLs live: "/" in Parley's own project, "/chat/" (say) in a host
+// project that includes chat.urls under a prefix; the page tells (views.py "base").
+const pageData = typeof document === "undefined" ? null : JSON.parse(document.getElementById("parley-data")?.textContent || "null");
+export const BASE = (pageData && pageData.base) || "/";
+
+/** A chat path written from the root ("/api/rooms/") under the app's prefix. */
+export const chatUrl = (path) => (path.startsWith("/") ? BASE + path.slice(1) : path);
+
+/** JSON over fetch: {ok, status, data}; network trouble is {ok: false, status: 0}.
+ *  ``path`` is a chat path from the root ("/api/rooms/"), put under the app's prefix. */
 export async function api(path, { method = "GET", body, timeout = 15000 } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeout);
@@ -37,7 +46,7 @@ export async function api(path, { method = "GET", body, timeout = 15000 } = {}) 
     if (body !== undefined) headers["Content-Type"] = "application/json";
   }
   try {
-    const response = await fetch(path, {
+    const response = await fetch(chatUrl(path), {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),

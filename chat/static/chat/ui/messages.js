@@ -64,6 +64,7 @@ export class MessageList {
     const line = renderLine(record, this.ctx);
     this.records.set(record.seq, record);
     this.lines.set(record.seq, line);
+    this.ctx.decorateLine?.(line, record); // moderation: the moderator's menu (ui/modmenu.js)
     return line;
   }
 

@@ -1,8 +1,9 @@
 /*
  * What reaches the user outside the message list: the tab title's unread count, the
  * screen reader announcements of new messages (#announcer, an ARIA live region), and
- * browser notifications of mentions while the tab is hidden. Notification permission
- * is asked only when the user presses the bell, never on page load.
+ * browser notifications of mentions and direct messages while the tab is hidden.
+ * Notification permission is asked only when the user presses the bell, never on page
+ * load.
  */
 
 import { pageVisible, snippet } from "./dom.js";
@@ -53,9 +54,9 @@ export class Notifier {
     bell.title = denied
       ? "Notifications are blocked in this browser's site settings"
       : this.enabled
-        ? "Mention notifications are on (click to turn off)"
-        : "Notify me when someone mentions me";
-    bell.setAttribute("aria-label", this.enabled ? "Mention notifications on" : "Notify me of mentions");
+        ? "Notifications of mentions and direct messages are on (click to turn off)"
+        : "Notify me of mentions and direct messages";
+    bell.setAttribute("aria-label", this.enabled ? "Notifications on" : "Notify me of mentions and direct messages");
     bell.disabled = denied;
   }
 
@@ -97,8 +98,10 @@ export class Notifier {
     return this.wanted ? this.show(details) : null;
   }
 
-  show({ room, roomName, user, body, onClick }) {
-    const title = `${user ?? "Someone"} mentioned you in ${roomName ?? room}`;
+  /** direct: a message in a direct room ("bob sent you a message"). */
+  show({ room, roomName, user, body, onClick, direct = false }) {
+    const who = user ?? "Someone";
+    const title = direct ? `${who} sent you a message` : `${who} mentioned you in ${roomName ?? room}`;
     const notification = new Notification(title, {
       body: snippet(body ?? "", 140),
       tag: `parley-${room}`,

@@ -1,14 +1,17 @@
 /*
  * One message line of #messages, built from a message record:
  *
- *   {seq, clientId, user, body, html, ts, editedAt, deleted, replyTo, reactions, mentions}
+ *   {seq, clientId, user, body, html, ts, editedAt, deleted, replyTo, reactions, mentions,
+ *    attachments}
  *
  * The server's `html` is the only markup ever inserted (PROTOCOL.md: sanitized, a small
  * Markdown subset); `body` is always text. A message whose html is empty (an old event, a
  * client's own pending line) shows its body as text.
  */
 
+import { isBot } from "./bots.js";
 import { el, formatTime, hueClass, initial, snippet } from "./dom.js";
+import { formatSize } from "./uploads.js";
 
 export const DELETED_TEXT = "This message was deleted.";
 
@@ -28,6 +31,7 @@ export function recordOf(event) {
       ? event.reactions.map((r) => ({ emoji: r.emoji, users: [...(r.users ?? [])] }))
       : [],
     mentions: Array.isArray(event.mentions) ? event.mentions : [],
+    attachments: !event.deleted && Array.isArray(event.attachments) ? event.attachments : [],
   };
 }
 
@@ -56,12 +60,15 @@ export function renderLine(msg, ctx) {
         "div",
         { class: "msg-head" },
         el("span", { class: "msg-user" }, name),
+        // Bots get a badge (the names come from the page: ui/bots.js).
+        isBot(msg.user) ? el("span", { class: "badge bot-badge" }, "bot") : null,
         " ",
         time,
         el("span", { class: "msg-edited", hidden: true }, "(edited)"),
       ),
       el("div", { class: "msg-reply-slot" }),
       el("div", { class: "msg-body" }),
+      el("div", { class: "msg-attachments" }),
       el("div", { class: "reactions" }),
     ),
   );
@@ -76,6 +83,7 @@ export function updateLine(line, msg, ctx) {
   line.classList.toggle("mine", Boolean(ctx.me) && msg.user === ctx.me);
   line.classList.toggle("mentions-me", Boolean(ctx.me) && !msg.deleted && msg.mentions.includes(ctx.me));
   renderBody(line.querySelector(".msg-body"), msg, ctx);
+  renderAttachments(line.querySelector(".msg-attachments"), msg);
   line.querySelector(".msg-edited").hidden = !msg.editedAt || msg.deleted;
   if (msg.editedAt) line.querySelector(".msg-edited").title = formatTime(msg.editedAt).long;
   renderReactions(line.querySelector(".reactions"), msg, ctx);
@@ -104,6 +112,55 @@ export function renderBody(node, msg, ctx) {
     node.classList.add("as-text");
     node.textContent = msg.body;
   }
+}
+
+/**
+ * Attachments: images as thumbnails that open the full file, other files as a card with
+ * their name and size. Only the server's own /uploads/ URLs are ever used; a deleted
+ * message shows none. Redrawn only when the set changes (an edit or a reaction keeps the
+ * loaded images).
+ */
+export function renderAttachments(node, msg) {
+  if (!node) return;
+  const shown = msg.deleted ? [] : (msg.attachments ?? []).filter((a) => typeof a?.url === "string" && a.url.startsWith("/uploads/"));
+  const key = shown.map((a) => a.id).join(" ");
+  if (node.dataset.key === key) return;
+  node.dataset.key = key;
+  node.replaceChildren(...shown.map(attachmentNode));
+  node.hidden = shown.length === 0;
+}
+
+function attachmentNode(a) {
+  const thumb = typeof a.thumbnail_url === "string" && a.thumbnail_url.startsWith("/uploads/") ? a.thumbnail_url : null;
+  if (thumb) {
+    // The thumbnail's box before it loads (at most 400 px on the long side, as the server
+    // makes it), so the list does not jump when it arrives.
+    const scale = a.width && a.height ? Math.min(1, 400 / Math.max(a.width, a.height)) : 1;
+    const width = a.width ? Math.max(1, Math.round(a.width * scale)) : null;
+    const height = a.height ? Math.max(1, Math.round(a.height * scale)) : null;
+    return el(
+      "a",
+      { class: "att-image", href: a.url, target: "_blank", rel: "noopener", title: `${a.name} (${formatSize(a.size)})` },
+      el("img", { src: thumb, alt: a.name ?? "image", width, height, loading: "lazy", decoding: "async" }),
+    );
+  }
+  return el(
+    "a",
+    { class: "att-file", href: a.url, download: a.name ?? "", title: `Download ${a.name}` },
+    el("span", { class: "att-file-icon", "aria-hidden": "true" }, fileIcon(a.content_type)),
+    el("span", { class: "att-file-text" }, el("span", { class: "att-file-name" }, a.name ?? "file"), el("span", { class: "att-file-size" }, formatSize(a.size))),
+  );
+}
+
+function fileIcon(type) {
+  if (typeof type !== "string") return "📄";
+  if (type.startsWith("image/")) return "🖼";
+  if (type === "application/pdf") return "📕";
+  if (type.startsWith("text/")) return "📝";
+  if (/zip|compressed|tar|gzip|7z|rar/.test(type)) return "🗜";
+  if (type.startsWith("audio/")) return "🎵";
+  if (type.startsWith("video/")) return "🎞";
+  return "📄";
 }
 
 function renderReactions(node, msg, ctx) {

@@ -7,9 +7,10 @@
 
 import { RoomClient } from "../parley-client.js";
 import { Composer } from "./composer.js";
-import { csrfToken, el, snippet } from "./dom.js";
+import { chatUrl, csrfToken, el, snippet } from "./dom.js";
 import { History } from "./history.js";
 import { MessageList } from "./messages.js";
+import { ComposerGate, ModMenu } from "./modmenu.js";
 import { ReactionPicker } from "./picker.js";
 import { ReadTracker } from "./readtracker.js";
 import { RoomHeader } from "./header.js";
@@ -46,12 +47,23 @@ export class RoomView {
     this.composer = new Composer(root.querySelector("#composer"), {
       maxChars: config.maxChars,
       handlers: {
-        send: (body, replyTo) => this.send(body, replyTo),
+        send: (body, replyTo, attachments) => this.send(body, replyTo, attachments),
         typing: () => this.client?.typing(),
         editLast: () => this.editLast(),
       },
+      // Attachments (ui/uploads.js): uploads go to the room shown; files drop on it.
+      uploadUrl: () => (this.room ? `/api/rooms/${encodeURIComponent(this.room.slug)}/uploads/` : null),
+      dropTarget: root,
     });
     this.tracker = new ReadTracker(this.list.node, (seq) => this.seen(seq));
+    // Moderation (ui/modmenu.js): the moderator's menus; the moderated user's notices.
+    this.mod = new ModMenu(root, {
+      room: () => this.room,
+      toast: (text) => this.toast(text),
+      changed: (fields) => this.roomChanged(fields),
+      deleteMessage: (seq) => this.client?.delete(seq),
+    });
+    this.gate = new ComposerGate(root, this.composer, () => `Message ${this.room?.kind === "direct" ? "" : "#"}${this.room?.name ?? this.room?.slug ?? ""}`);
     this.list.node.addEventListener("click", (e) => this.clicked(e));
     this.list.node.addEventListener("scroll", () => this.scrolled(), { passive: true });
     this.jumpButton?.addEventListener("click", () => {
@@ -63,12 +75,14 @@ export class RoomView {
   context() {
     const room = this.room;
     const canPost = Boolean(room && this.config.me && !room.is_archived && room.may_post !== false);
-    return {
+    const ctx = {
       me: this.config.me,
       canReact: canPost,
       canModerate: Boolean(canPost && (this.config.isStaff || room?.is_moderator)),
       fetchMessage: (seq) => this.history.fetchMessage(seq),
     };
+    ctx.decorateLine = (line, record) => this.mod?.decorateLine(line, record, ctx);
+    return ctx;
   }
 
   get slug() {
@@ -84,6 +98,7 @@ export class RoomView {
     this.presenceNode.replaceChildren();
     this.picker.close(false);
     this.composer.clear();
+    this.gate.reset();
     this.header.show(this.room);
     this.applyPermissions();
     this.history.reset(room.slug, events, hasMore); // first: reply previews fetch through it
@@ -121,12 +136,14 @@ export class RoomView {
     const room = this.room;
     const ctx = this.context();
     this.list.ctx = ctx;
+    this.mod.showHeader(room, ctx);
+    if (this.gate.muted || this.gate.denied) return; // the notice says why, and until when
     this.composer.setEnabled(ctx.canReact, `Message ${room.kind === "direct" ? "" : "#"}${room.name ?? room.slug}`);
     const hint = this.root.querySelector("#composer-hint");
     if (hint) {
       hint.hidden = ctx.canReact;
       if (room.is_archived) hint.textContent = "This room is archived: it is read-only.";
-      else if (!this.config.me) hint.replaceChildren(el("a", { href: `/accounts/login/?next=/rooms/${room.slug}/` }, "Log in to post"), ".");
+      else if (!this.config.me) hint.replaceChildren(el("a", { href: `/accounts/login/?next=${chatUrl(`/rooms/${room.slug}/`)}` }, "Log in to post"), ".");
     }
   }
 
@@ -140,7 +157,7 @@ export class RoomView {
   showState(state, transport) {
     this.stateNode.dataset.state = state;
     this.stateNode.textContent = (STATE_LABELS[state] ?? (() => state))(transport);
-    if (state === "denied") this.composer.setEnabled(false);
+    if (state === "denied") this.gate.lost(); // 4403: kicked, banned or removed
   }
 
   apply(event) {
@@ -166,18 +183,23 @@ export class RoomView {
     }
   }
 
-  send(body, replyTo) {
-    const { clientId, result } = this.client.send(body, { replyTo });
+  send(body, replyTo, attachments = []) {
+    const { clientId, result } = this.client.send(body, { replyTo, attachments });
     this.list.addPending({ body, client_id: clientId, reply_to: replyTo });
     this.list.scrollToBottom();
     result.then(
-      (seq) => this.list.markAcked(clientId, seq),
+      (seq) => {
+        this.list.markAcked(clientId, seq);
+        const slow = Number(this.room?.slow_mode_seconds) || 0;
+        if (slow > 0 && !this.context().canModerate) this.gate.slow(slow); // slow mode
+      },
       (failure) => this.list.markFailed(clientId, failure.detail),
     );
   }
 
   writeFailed(failure) {
     const { frame, detail } = failure;
+    if (failure.code === "forbidden" && failure.retryAfter) this.gate.mute(failure.retryAfter);
     if (frame.type === "send") return; // shown on its own line
     if (frame.type === "edit") this.list.refresh(frame.target);
     const verb = { edit: "edit", delete: "delete", react: "react to" }[frame.type] ?? "change";
@@ -267,6 +289,7 @@ export class RoomView {
   showPresence(users) {
     const names = Array.isArray(users) ? users : [];
     this.presenceNode.replaceChildren(...names.map((name) => el("li", {}, name)));
+    this.mod.decorateMembers(this.presenceNode, this.context()); // moderation
     const count = this.root.querySelector("#presence-count");
     if (count) count.textContent = String(names.length);
   }
