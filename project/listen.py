@@ -63,6 +63,7 @@ class Listener:
     label: str  # how the operator wrote it, for messages
     description: str
     tls: object | None = None  # an IOpenSSLServerConnectionCreator for --tls-cert
+    role: str = "http"  # "irc": the IRC gateway's port (--irc-port), served by its factory
 
 
 def listeners(args: argparse.Namespace, check: bool = True) -> list[Listener]:
@@ -87,6 +88,15 @@ def listeners(args: argparse.Namespace, check: bool = True) -> list[Listener]:
             f"tcp:port={args.port}:interface={quoteStringArgument(args.host)}:backlog={BACKLOG}"
         )
         found = [Listener("--host/--port", description)]
+    # The IRC gateway's port (chat/irc/): one more listener, after the HTTP ones, so that
+    # workers adopt it from the supervisor in the same order as the others.
+    irc_port = getattr(args, "irc_port", None)
+    if irc_port is not None:
+        irc_host = getattr(args, "irc_host", None) or args.host
+        description = (
+            f"tcp:port={irc_port}:interface={quoteStringArgument(irc_host)}:backlog={BACKLOG}"
+        )
+        found.append(Listener("--irc-port", description, role="irc"))
     if not check:
         return found
     tls = certificate_options(cert, key) if cert else None
@@ -139,12 +149,15 @@ def certificate_options(cert_path: str, key_path: str) -> CertificateOptions:
     return options
 
 
-def listen(reactor, found: list[Listener], factory: IProtocolFactory) -> defer.Deferred:
-    """Listen on every listener; fires with the ports, or fails with a ``ListenError``."""
+def listen(
+    reactor, found: list[Listener], factory: IProtocolFactory, irc: IProtocolFactory | None = None
+) -> defer.Deferred:
+    """Listen on every listener; fires with the ports, or fails with a ``ListenError``.
+    ``irc``: the factory of the ``irc`` listener (--irc-port)."""
     attempts = []
     for listener in found:
         endpoint = _parse(reactor, listener)
-        wrapped = _with_tls(listener.tls, factory)
+        wrapped = _with_tls(listener.tls, irc if listener.role == "irc" else factory)
         attempt = endpoint.listen(wrapped)
         attempt.addErrback(_explain, listener)
         attempts.append(attempt)
@@ -182,6 +195,11 @@ def show(port: IListeningPort) -> str:
         name = name.decode() if isinstance(name, bytes) else str(name)
         return f"unix:{name}"
     scheme = "https" if isinstance(getattr(port, "factory", None), TLSMemoryBIOFactory) else "http"
+    inner = getattr(port, "factory", None)
+    for _ in range(3):  # TLSMemoryBIOFactory(LocalPeers(factory))
+        inner = getattr(inner, "wrappedFactory", inner)
+    if getattr(inner, "scheme", None) == "irc":  # the IRC gateway's port
+        scheme = "ircs" if scheme == "https" else "irc"
     shown = f"[{host}]" if ":" in host else host
     return f"{scheme}://{shown}:{address.port}/"
 
@@ -224,7 +242,10 @@ def open_shared(listener: Listener) -> SharedSocket:
             port, _factory, _context, backlog, interface = recorded.sslServers[0]
         sock = _tcp_socket(listener, interface, port, backlog)
         tls = bool(recorded.sslServers) or listener.tls is not None
-        return SharedSocket(listener, sock, tls, _show_inet(sock, tls))
+        shown = _show_inet(sock, tls)
+        if listener.role == "irc":  # the IRC gateway's port: irc:// or ircs://
+            shown = shown.replace("https://", "ircs://").replace("http://", "irc://")
+        return SharedSocket(listener, sock, tls, shown)
     if recorded.unixServers:
         address, _factory, backlog, mode, want_pid = recorded.unixServers[0]
         return _unix_socket(listener, address, backlog, mode, want_pid)

@@ -79,6 +79,13 @@ def run_server(args: argparse.Namespace, found: list[Listener]) -> int:
         live_children=live.resources(),
         health_details=live.health,
     )
+    # The IRC gateway (chat/irc/, --irc-port): its factory on the same LiveService.
+    irc = None
+    if any(listener.role == "irc" for listener in found):
+        from chat.irc.service import IRCFactory
+
+        irc = IRCFactory(live)
+        reactor.addSystemEventTrigger("before", "shutdown", irc.drain)
     ports: list = []
     try:
         if args.worker_fd:
@@ -86,10 +93,11 @@ def run_server(args: argparse.Namespace, found: list[Listener]) -> int:
             for listener, entry in zip(found, args.worker_fd, strict=True):
                 fd, _, tls = entry.partition(":")
                 options = tls_of(listener, args) if tls else None
-                ports.append(adopt(reactor, int(fd), options, site))
+                factory = irc if listener.role == "irc" else site
+                ports.append(adopt(reactor, int(fd), options, factory))
             listening = defer.succeed(list(ports))
         else:
-            listening = listen(reactor, found, site)
+            listening = listen(reactor, found, site, irc)
     except (ListenError, OSError) as error:
         listening = defer.fail(error)
     settled: list = []

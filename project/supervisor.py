@@ -140,6 +140,10 @@ def _listen_flags(args: argparse.Namespace) -> list[str]:
         flags += ["--endpoint", description]
     if args.tls_cert:
         flags += ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key]
+    if getattr(args, "irc_port", None) is not None:  # the IRC gateway's listener (chat/irc/)
+        flags += ["--irc-port", str(args.irc_port)]
+        if args.irc_host:
+            flags += ["--irc-host", args.irc_host]
     return flags
 
 
