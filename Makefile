@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# Three pytest workers on a 2-core machine: most of the suite waits on servers, browsers
+# and sockets, not the CPU. A file's tests stay on one worker (its module fixtures, and
+# the order a module relies on). `make test PYTEST_ARGS=` runs it in one process.
+PYTEST_ARGS ?= -n 3 --dist loadfile
 
 .PHONY: run test lint format bench bench-quick clean
 
@@ -24,6 +28,7 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	@sh scripts/install-chromium.sh
 	@sh scripts/install-nginx.sh
+	@sh scripts/install-irc-client.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)

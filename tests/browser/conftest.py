@@ -51,7 +51,11 @@ def wait_live(page: Page) -> None:
     expect(page.locator("#conn-state")).to_have_attribute("data-state", "live")
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API runs an event loop in this thread
+# while it is open, and a test of another layer that a parallel run (pytest-xdist) gives
+# this worker next would find it running (asyncio.run refuses; Django's ORM takes the
+# thread for an async context). Launching Chromium again costs about a second a module.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed: run scripts/install-chromium.sh")

@@ -513,7 +513,7 @@ def test_rate_limit_is_per_user_across_transports(limited):
 # ----------------------------------------------------------------- not found, bad requests
 
 
-@pytest.mark.parametrize("slug", [UNKNOWN, "Bad_Slug"])
+@pytest.mark.parametrize("slug", [UNKNOWN, "Bad_Slug"], ids=["unknown", "bad-slug"])
 def test_unknown_room_is_404_on_every_transport(world, slug):
     async def main():
         reader = world.accounts["reader"]
