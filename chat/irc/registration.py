@@ -1,8 +1,8 @@
 """Registration of an IRC client: CAP LS 302 / REQ / END (``server-time``,
 ``message-tags``, ``echo-message``, ``batch``, ``sasl``), then a login: SASL PLAIN
 (username and password, or a token as the password) or ``PASS <token>`` with NICK and
-USER. The nick is the username (PROTOCOL.md): another one given at registration is
-changed to it with a NICK line, and NICK to another name later is 432. Logins are checked
+USER. The nick is the username (PROTOCOL.md): another one, at registration or later, is
+432 (registration waits for a NICK of the username). Logins are checked
 on the store's threads (directory.py); three failures end the link.
 """
 
@@ -179,16 +179,21 @@ class Registration:
             secret, self._pass = self._pass, None
             self._login(self.factory.directory.token_login(secret), sasl=False)
             return
+        username = self.user.username
+        if self.nick != username:
+            # PROTOCOL.md: the nick is the username; NICK to another name is refused. The
+            # registration waits (its deadline still runs) for a NICK of the username.
+            self.numeric(
+                irc.ERR_ERRONEUSNICKNAME, self.nick, f"Your nick is your username: {username}"
+            )
+            self.nick = "*"
+            return
         if not self.factory.admit(self):
             self.close("too many connections for this user")
             return
         self.registered = True
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
-        username = self.user.username
-        if self.nick != username:  # PROTOCOL.md: the nick is the username
-            self.send_line("NICK", [username], prefix=mask(self.nick))
-            self.nick = username
         self.welcome()
 
     def welcome(self) -> None:

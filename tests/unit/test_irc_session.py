@@ -60,10 +60,14 @@ def test_no_credentials_at_all_is_464(irc):
     assert client.closed
 
 
-def test_another_nick_becomes_the_username(irc):
+def test_another_nick_is_432_and_registration_waits_for_the_username(irc):
     client = Client(irc)
     lines = client.login(nick="ally")
-    assert ":ally!ally@parley NICK alice" in lines
+    assert codes(lines) == ["432"]
+    assert "Your nick is your username: alice" in lines[0]
+    assert not client.protocol.registered and not client.closed
+    client.send("NICK alice")
+    assert codes(client.lines())[:1] == ["001"]
     client.send("NICK someone")
     assert codes(client.lines()) == ["432"]
 
