@@ -17,16 +17,50 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from chat import access
 from chat.api.http import ApiError, endpoint, error, readable_room
 from chat.live.records import ErrorCode
+from chat.log_rules import seconds_until
+from chat.models import Mute, Upload
 from chat.uploads import UploadRefused, attachment_of, store_upload
 
 # The multipart framing around the file (boundaries, part headers, the CSRF field):
 # project/request.py allows the same on top of CHAT_MAX_UPLOAD_BYTES.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
+# Uploads of one user not attached to a message yet: past this, the next is refused until
+# one is sent or removed (24 h). What a user can make the server keep on disk without
+# posting is bounded by it (x CHAT_MAX_UPLOAD_BYTES); what they post, by the rate limit.
+MAX_PENDING_UPLOADS = 20
+
+
+def _check_posting(room, user_id: int) -> None:
+    """A muted user may not upload either (what for: the send would be refused), and a
+    user with MAX_PENDING_UPLOADS files not sent yet must send or wait first."""
+    now = timezone.now()
+    until = (
+        Mute.objects.filter(room_id=room.id, user_id=user_id, until__gt=now)
+        .values_list("until", flat=True)
+        .first()
+    )
+    if until is not None:
+        raise ApiError(
+            ErrorCode.FORBIDDEN,
+            "You are muted in this room.",
+            retry_after=seconds_until(until, now),
+        )
+    pending = Upload.objects.filter(user_id=user_id, message__isnull=True)[
+        :MAX_PENDING_UPLOADS
+    ].count()
+    if pending >= MAX_PENDING_UPLOADS:
+        raise ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"You have {MAX_PENDING_UPLOADS} uploads not sent yet: send them first (unsent "
+            "uploads are removed after 24 h).",
+            retry_after=60,
+        )
 
 
 def _declared_length(request: HttpRequest) -> int | None:
@@ -71,6 +105,7 @@ def uploads(request: HttpRequest, slug: str) -> JsonResponse:
     user_id = access.user_id_of(request.user)
     if not access.may_post(room, user_id):
         raise ApiError(ErrorCode.FORBIDDEN, "You may not post in this room.")
+    _check_posting(room, user_id)
     files = request.FILES.getlist("file")
     if len(files) != 1:
         raise ApiError(ErrorCode.BAD_REQUEST, "Send exactly one file, in the field 'file'.")

@@ -375,3 +375,39 @@ def test_a_sideways_photo_is_measured_and_thumbnailed_as_it_is_shown(as_alice):
     row = Upload.objects.get(pk=body["id"])
     with Image.open(row.thumbnail.path) as thumb:
         assert thumb.size == (200, 400)
+
+
+# -- what a user may make the server keep -------------------------------------------------
+
+
+def test_a_muted_user_may_not_upload_and_is_told_when_to_retry(as_alice, lobby, alice, media):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.models import Mute
+
+    Mute.objects.create(room=lobby, user=alice, until=timezone.now() + timedelta(minutes=10))
+    response = upload(as_alice, b"plain text", "a.txt")
+    assert_error(response, 403, "forbidden")
+    assert 590 <= response.json()["error"]["retry_after"] <= 600
+    assert response["Retry-After"]
+    assert not Upload.objects.exists()
+    assert stored_files(media) == []
+
+
+def test_uploads_not_sent_are_bounded_per_user(as_alice, as_bob, media):
+    from chat.api.upload_views import MAX_PENDING_UPLOADS
+
+    ids = [
+        uploaded(as_alice, b"note %d" % i, f"{i}.txt")["id"] for i in range(MAX_PENDING_UPLOADS)
+    ]
+    response = upload(as_alice, b"one too many", "x.txt")
+    assert_error(response, 429, "rate_limited")
+    assert response.json()["error"]["retry_after"] > 0
+    assert Upload.objects.count() == MAX_PENDING_UPLOADS
+    # Another user is not held by alice's files; sending some lets alice upload again.
+    uploaded(as_bob, b"bob's", "b.txt")
+    answer = send(as_alice, body="here", attachments=ids[:3], client_id="pending-1")
+    assert answer.status_code == 201, answer.content
+    uploaded(as_alice, b"now there is room", "y.txt")
