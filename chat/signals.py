@@ -249,6 +249,19 @@ def logged_out(sender, request, user, **kwargs) -> None:
         announce(AccessChange.session_ended(session_key, user_id))
 
 
+def bot_flagged(sender, instance, **kwargs) -> None:
+    """An account flagged a bot signs in with tokens only (PROTOCOL.md): its password is
+    made unusable, which also ends the sessions it already has (Django checks a session
+    against the password's hash) and, through ``account_saved``, its live connections
+    opened with them. Its tokens keep working."""
+    if not instance.is_bot:
+        return
+    user = instance.user
+    if user.has_usable_password():
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+
+
 def connect() -> None:
     """Connect every receiver (once: ``ChatConfig.ready``; the uids make it idempotent)."""
     m2m_changed.connect(
@@ -274,6 +287,9 @@ def connect() -> None:
         account_deleted, sender=account, dispatch_uid="chat.access.account_deleted"
     )
     user_logged_out.connect(logged_out, dispatch_uid="chat.access.logged_out")
+    from chat.models import Profile
+
+    post_save.connect(bot_flagged, sender=Profile, dispatch_uid="chat.access.bot_flagged")
     # A revoked, expired or deleted token ends its connections as a logout does.
     from chat import tokens
 

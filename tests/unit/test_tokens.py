@@ -199,6 +199,19 @@ def test_bots_cannot_log_in_with_a_password(client, alice, user_password):
     assert me.json()["is_bot"] is True
 
 
+def test_flagging_a_bot_ends_the_sessions_it_already_had(client, alice, user_password):
+    answer = client.post("/accounts/login/", {"username": "alice", "password": user_password})
+    assert answer.status_code == 302
+    assert client.get("/api/me/").json()["user"] == "alice"
+    Profile.objects.create(user=alice, is_bot=True)
+    alice.refresh_from_db()
+    assert not alice.has_usable_password()
+    me = client.get("/api/me/")  # the same session cookie: it signs nobody in now
+    assert me.status_code == 403, me.content
+    _token, secret = tokens.make(alice, "bot")
+    assert client.get("/api/me/", **bearer(secret)).json()["user"] == "alice"
+
+
 def test_humans_still_log_in(client, alice, user_password):
     Profile.objects.create(user=alice, is_bot=False)
     response = client.post("/accounts/login/", {"username": "alice", "password": user_password})
