@@ -287,6 +287,7 @@ class ReadPosition(models.Model):
 # The models of the later parts of the data model live in their own module (this one
 # would pass 400 lines); importing them here registers them with the app.
 from chat.models_extra import (  # noqa: E402
+    AccessNotice,
     Ban,
     LastPost,
     ModerationAction,
@@ -299,6 +300,7 @@ from chat.models_extra import (  # noqa: E402
 )
 
 __all__ = [
+    "AccessNotice",
     "Ban",
     "LastPost",
     "Mention",

@@ -287,3 +287,14 @@ class WebhookPosition(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["webhook", "room"], name="chat_webhook_position_once"),
         ]
+
+
+class AccessNotice(models.Model):
+    """An access change (chat/live/publish.py ``AccessChange``) committed by a process with
+    no live hub and no Redis to tell the servers (``manage.py shell``, a worker): every
+    server reads the new ones at its cursor check (chat/live/notices.py), so a removal
+    made there ends live connections within a second, not at the 5 s room check. Kept
+    for minutes only: a server reads from the newest id it saw at start."""
+
+    change = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)

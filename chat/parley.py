@@ -37,7 +37,7 @@ How the event reaches live clients within 1 s, wherever the call runs:
   (bench/parley_delay.py --check-cost), where a notifier would need a second channel per
   database (PostgreSQL's LISTEN/NOTIFY has no SQLite counterpart) and still this check
   for what a dropped listener missed. Access changes made there (an admin removal in
-  ``manage.py shell``) still wait for the room check (5 s): a cursor says nothing of them.
+  ``manage.py shell``) are rows the same check reads (chat/access_notices.py).
 
 ``chat.signals.event_appended`` is sent after the commit of every durable event, by the
 process that appended it (chat/log.py), whichever door it came through.

@@ -22,7 +22,9 @@ worker) nothing is installed. With ``REDIS_URL`` its events, access changes and 
 notices go on the bus themselves (chat/live/redis_publish.py, a blocking client), and
 every server delivers them as another server's. Without Redis (one server), its events
 are found by the server's cursor check (chat/live/service.py, every 0.25 s), and its
-access changes by the room check, which re-authorizes every live connection against the
+access changes are rows the same check reads (chat/access_notices.py, read by
+chat/live/notices.py). What bypasses even that (``QuerySet.update()``, raw SQL) reaches
+live connections at the room check, which re-authorizes every one of them against the
 database (chat/live/access_watch.py ``check_all``, every 5 s).
 """
 
@@ -169,10 +171,16 @@ def announce_access(change: AccessChange) -> None:
     if _access_sink is None or _call_from_thread is None:
         if _no_reactor().publish_access(change):
             return
-        logger.info(
-            "no live hub in this process; %s reaches live clients at the servers' next room check",
-            change,
-        )
+        # No Redis to publish on: a row the servers read at their cursor check
+        # (chat/access_notices.py); imported here, as Django code only calls this.
+        from chat import access_notices
+
+        if not access_notices.record(change.as_json()):
+            logger.info(
+                "no live hub in this process; %s reaches live clients at the servers' "
+                "next room check",
+                change,
+            )
         return
     _call_from_thread(_access_sink, change)
 

@@ -17,6 +17,7 @@ from chat.live.inbox import InboxHub
 from chat.live.inbox_poll import InboxPollResource, PollSessions
 from chat.live.inbox_web import InboxEventStreamResource, InboxWebSocketResource, LiveRoutes
 from chat.live.longpoll import LongPollResource
+from chat.live.notices import AccessNotices
 from chat.live.publish import AccessChange
 from chat.live.ratelimit import rate_limiter
 from chat.live.reads import ReadTracker
@@ -113,15 +114,18 @@ class LiveService:
         # Webhooks (chat/webhooks/): the leases this process holds, one worker each.
         self.webhooks = WebhookService.from_settings(reactor, self.store, self.hub, settings)
         self.hub.event_hook = self.webhooks.wake
+        # Access changes written down by processes with no hub and no Redis.
+        self.notices = AccessNotices(reactor, self.store, self.hub.access_changed)
         self._loops = [
             self._every(
                 getattr(settings, "CHAT_ROOM_CHECK_SECONDS", CHECK_ROOMS_INTERVAL), self.check
             ),
             self._every(WS_PING_INTERVAL, lambda: self.open_connections.heartbeat("websocket")),
-            # The cursor check (the Python API from a process with no reactor).
+            # The cursor check (the Python API from a process with no reactor): its
+            # events, and its access changes written down (chat/live/notices.py).
             self._every(
                 getattr(settings, "CHAT_CURSOR_CHECK_SECONDS", CURSOR_CHECK_INTERVAL),
-                self.hub.check_cursors,
+                self.check_cursors,
             ),
             self._every(SSE_PING_INTERVAL, lambda: self.open_connections.heartbeat("sse")),
             self._every(
@@ -147,6 +151,12 @@ class LiveService:
             bus=RedisEventBus(link, presence_note=presence.note),
             presence=presence,
             send_counter=RedisSendCounter(link),
+        )
+
+    def check_cursors(self) -> defer.Deferred:
+        """The cursor check: the live rooms' last seqs, and the access notices."""
+        return defer.gatherResults(
+            [d for d in (self.hub.check_cursors(), self.notices.check()) if d is not None]
         )
 
     def _every(self, seconds: float, fn) -> tuple[task.LoopingCall, float]:
