@@ -10,17 +10,11 @@ Marked ``scale``: like those tests it needs the machine's PostgreSQL and fails w
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from postgres_rerun import rerun_on_postgresql
 
 pytestmark = pytest.mark.scale
 
-HERE = Path(__file__).resolve().parent
 MODULES = [
     "test_counts.py",
     "test_positions.py",
@@ -36,15 +30,4 @@ MODULES = [
 # A minute on a shared 2-core machine (the fuzz tests' examples are most of it).
 @pytest.mark.timeout(300)
 def test_the_hand_written_sql_holds_on_postgresql():
-    name = f"parley_t_unit_{secrets.token_hex(4)}"  # pytest-django makes test_<name>
-    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "--create-db"]
-        + [str(HERE / module) for module in MODULES],
-        cwd=HERE.parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    rerun_on_postgresql("unit", MODULES)
