@@ -114,8 +114,9 @@ class LiveService:
         # Webhooks (chat/webhooks/): the leases this process holds, one worker each.
         self.webhooks = WebhookService.from_settings(reactor, self.store, self.hub, settings)
         self.hub.event_hook = self.webhooks.wake
-        # Access changes written down by processes with no hub and no Redis.
-        self.notices = AccessNotices(reactor, self.store, self.hub.access_changed)
+        # Access changes written down by processes with no hub and no Redis: heard as
+        # the bus's from another process are (the hub's rooms, then the inbox streams).
+        self.notices = AccessNotices(reactor, self.store, self.notice_heard)
         self._loops = [
             self._every(
                 getattr(settings, "CHAT_ROOM_CHECK_SECONDS", CHECK_ROOMS_INTERVAL), self.check
@@ -214,6 +215,12 @@ class LiveService:
     def access_changed(self, change: AccessChange) -> None:
         """An access change committed by Django code (chat/signals.py), on the reactor."""
         self.hub.announce(change)
+        self.inbox.access_changed(change)
+
+    def notice_heard(self, change: AccessChange) -> None:
+        """An access change read from the database (chat/live/notices.py), on the reactor;
+        every process reads those itself, so none goes on the bus."""
+        self.hub.access_changed(change)
         self.inbox.access_changed(change)
 
     def read_heard(self, notice: ReadNotice) -> None:

@@ -115,3 +115,30 @@ def test_a_membership_removed_with_raw_sql_sends_rooms_at_the_room_check(world):
             await inbox.close()
 
     run(main())
+
+
+def test_a_dm_opened_without_a_reactor_reaches_both_inboxes_within_a_second(world):
+    """What a notice does report, from a process with no hub and no Redis: the shell's
+    ``members.add`` is written down (chat/access_notices.py) and read at the servers'
+    cursor check, so both members' inboxes get ``rooms`` at once, not at the room check."""
+    server, users, _room, accounts = world
+
+    async def main():
+        fox = await inbox_ws(server, accounts["fox"])
+        eli = await inbox_ws(server, accounts["eli"])
+        try:
+            await asyncio.to_thread(
+                shell,
+                server,
+                "from chat.dms import open_direct; "
+                f"open_direct(User.objects.get(username={users['fox']!r}), "
+                f"User.objects.get(username={users['eli']!r}))",
+            )
+            for inbox, other in ((fox, users["eli"]), (eli, users["fox"])):
+                frame = await inbox.wait_for(is_type("rooms"), timeout=1.0, what="rooms")
+                names = {r["name"] for r in frame["rooms"] if r["kind"] == "direct"}
+                assert names == {other}, frame
+        finally:
+            await asyncio.gather(fox.close(), eli.close())
+
+    run(main())
