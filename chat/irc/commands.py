@@ -31,6 +31,7 @@ class ChannelCommands:
         self.peers: dict[str, str] = {}  # lowercased nick -> direct room slug
         self._joining: set[str] = set()
         self._direct_timer = None
+        self._directs_read = False  # the login's list of direct rooms has been read
         self._batches = 0
 
     # -- feeds ---------------------------------------------------------------------------
@@ -334,8 +335,9 @@ class ChannelCommands:
             found, lambda f: self.numeric(irc.ERR_NOSUCHNICK, nick, "Unavailable; retry")
         )
 
-    def follow_direct(self, info, peer: str):
-        """Subscribe to a direct room (live only: history stays on the web)."""
+    def follow_direct(self, info, peer: str, since: int | None = None):
+        """Subscribe to a direct room from ``since`` (None: its last seq, live only: the
+        history of a conversation held before this login stays on the web)."""
         from twisted.internet import defer
 
         self.peers[peer.lower()] = info.slug
@@ -346,7 +348,7 @@ class ChannelCommands:
         def loaded(room) -> None:
             if self.closed or self.direct.get(info.slug) is not feed:
                 return
-            self.attach(feed, room, info.last_seq)
+            self.attach(feed, room, info.last_seq if since is None else since)
 
         def failed(failure) -> None:
             self.direct.pop(info.slug, None)
@@ -354,14 +356,23 @@ class ChannelCommands:
         return self.factory.hub.room(info).addCallbacks(loaded, failed)
 
     def follow_direct_rooms(self) -> None:
+        """Follow the user's direct rooms not followed yet: at login, every DIRECT_REFRESH,
+        and at once when one of them changes (service.py ``access_changed``)."""
         if self.closed:
             return
+        if self._direct_timer is not None and self._direct_timer.active():
+            self._direct_timer.cancel()  # one timer at a time, from this read on
         d = self.factory.directory.direct_rooms(self.user.id)
 
         def found(rooms) -> None:
+            # A direct room found after the login's list is one opened since (by the other
+            # user, say): all of it is new to this connection, its first message included,
+            # however long after it was written the room was found.
+            since = 0 if self._directs_read else None
+            self._directs_read = True
             for info, peer in rooms:
                 if info.slug not in self.direct:
-                    self.follow_direct(info, peer)
+                    self.follow_direct(info, peer, since)
 
         d.addCallbacks(
             found, lambda f: logger.warning("IRC direct rooms: %s", f.getErrorMessage())

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from twisted.internet import protocol, task
 
+from chat.dms import participants
 from chat.irc.directory import Directory
 from chat.irc.protocol import IRCConnection
+from chat.live.publish import ROOM
 
 KEEPALIVE_EVERY = 15.0
 MAX_CHANNELS = 100  # channels one connection may join (405 beyond)
@@ -28,6 +30,11 @@ class IRCFactory(protocol.Factory):
         self.directory = directory if directory is not None else Directory(live.store)
         self.max_channels = max_channels
         self.connections: set[IRCConnection] = set()
+        # A direct room made or joined (chat/dms.py: a membership change of a dm- room)
+        # is followed at once by its members' IRC connections, not at their next refresh.
+        listeners = getattr(live, "access_listeners", None)
+        if listeners is not None:
+            listeners.append(self.access_changed)
         # The PRIVMSG bytes of the event being fanned out, by capabilities (channels.py).
         self.lines_of: dict | None = None
         self.lines: dict[tuple[bool, bool], bytes] = {}
@@ -49,6 +56,15 @@ class IRCFactory(protocol.Factory):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+
+    def access_changed(self, change) -> None:
+        if change.kind != ROOM or change.room is None or participants(change.room) is None:
+            return
+        users = None if change.users is None else set(change.users)
+        for connection in list(self.connections):
+            user = getattr(connection, "user", None)
+            if user is not None and (users is None or user.id in users):
+                connection.follow_direct_rooms()
 
     def keepalive(self) -> None:
         now = self.reactor.seconds()

@@ -4,6 +4,7 @@ and the three transports (each serving a room's stream and the user's inbox stre
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from twisted.internet import defer, task, threads
 from twisted.web.resource import Resource
@@ -60,16 +61,21 @@ class BusListener:
     all three. The hub's own methods are bound here, so an event from the bus costs no
     extra call."""
 
-    def __init__(self, hub: RoomHub, reads: ReadTracker, inbox: InboxHub) -> None:
+    def __init__(
+        self, hub: RoomHub, reads: ReadTracker, inbox: InboxHub, listeners: list | None = None
+    ) -> None:
         self.deliver = hub.deliver
         self.read_moved = reads.read_moved
         self._hub = hub
         self._reads = reads
         self._inbox = inbox
+        self._listeners = listeners if listeners is not None else []
 
     def access_changed(self, change: AccessChange) -> None:
         self._hub.access_changed(change)
         self._inbox.access_changed(change)
+        for listener in self._listeners:
+            listener(change)
 
     def bus_reconnected(self) -> None:
         """Events, access changes and read notices may have been lost meanwhile: the read
@@ -108,6 +114,9 @@ class LiveService:
         )
         # Every live connection past its checks, by transport and by user (their bound).
         self.open_connections = OpenConnections.from_settings(settings)
+        # Told of every access change heard here, from any door (this process, the bus,
+        # the access notices), after the hub and the inbox: the IRC gateway's direct rooms.
+        self.access_listeners: list[Callable[[AccessChange], None]] = []
         self.inbox = InboxHub(reactor, self.hub, self.store)
         self.inbox_polls = PollSessions(reactor, self.inbox)
         self.reads = ReadTracker(reactor, self.store, self.hub, self.bus, self.inbox)
@@ -176,7 +185,7 @@ class LiveService:
         self.store.start()
         self.webhooks.start()
         self.presence.start(self.hub)
-        self.bus.start(BusListener(self.hub, self.reads, self.inbox))
+        self.bus.start(BusListener(self.hub, self.reads, self.inbox, self.access_listeners))
         for loop, seconds in self._loops:
             if seconds > 0:  # 0: a check turned off (CHAT_CURSOR_CHECK_SECONDS=0)
                 loop.start(seconds, now=False)
@@ -216,12 +225,16 @@ class LiveService:
         """An access change committed by Django code (chat/signals.py), on the reactor."""
         self.hub.announce(change)
         self.inbox.access_changed(change)
+        for listener in self.access_listeners:
+            listener(change)
 
     def notice_heard(self, change: AccessChange) -> None:
         """An access change read from the database (chat/live/notices.py), on the reactor;
         every process reads those itself, so none goes on the bus."""
         self.hub.access_changed(change)
         self.inbox.access_changed(change)
+        for listener in self.access_listeners:
+            listener(change)
 
     def read_heard(self, notice: ReadNotice) -> None:
         """A read position moved by Django code (the REST API), on the reactor."""

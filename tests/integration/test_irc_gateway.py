@@ -153,6 +153,35 @@ def test_a_direct_message_each_way(world, irene):
     assert reply.source.nick == "wendy" and reply.target == "irene"
 
 
+def test_a_dm_someone_opens_reaches_the_irc_user_at_once(world, irene):
+    """irene is on IRC before the room exists: molly opens it on the web and writes; the
+    membership change makes irene's connection follow it at once (not at its 30 s
+    refresh), from its first seq, and the message arrives as a PRIVMSG from molly."""
+    molly = world.accounts["molly"]
+    with httpx.Client(base_url=world.server.url, trust_env=False, timeout=15) as http:
+        headers = {"Cookie": molly.cookie_header, "X-CSRFToken": molly.csrftoken}
+        response = http.post("/api/dms/", json={"user": "irene"}, headers=headers)
+        assert response.status_code == 201, response.text
+        slug = response.json()["slug"]
+
+    async def write():
+        # At once, before irene's connection may have found the room: it replays a room
+        # it finds after its login from the start, so the first message is not lost.
+        ws = await WSClient.connect(world.server, slug, molly)
+        try:
+            await ws.send_and_ack("hello irene, a new conversation", "m-dm-1")
+        finally:
+            await ws.conn.close()
+
+    run(write())
+    got = irene.wait(
+        lambda e: e.type == "privmsg" and "new conversation" in e.arguments[0],
+        "molly's first direct message",
+        timeout=5,
+    )
+    assert got.source.nick == "molly" and got.target == "irene"
+
+
 def test_refusals_are_numerics(world, irene):
     start = irene.mark()
     irene.send("JOIN #irc-private")
