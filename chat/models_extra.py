@@ -72,12 +72,12 @@ class Upload(models.Model):
         return f"{self.name} ({self.id})"
 
 
-class Mute(models.Model):
-    """``user`` may not write in ``room`` until ``until`` (PROTOCOL.md "Moderation")."""
+class RoomSanction(models.Model):
+    """What a mute and a ban share: whom, where, why, by whom, when (one row per room and
+    user: chat/moderation.py updates it in place). ``room`` is each one's own, for its
+    related name (``room.mutes``, ``room.bans``)."""
 
-    room = models.ForeignKey("chat.Room", on_delete=models.CASCADE, related_name="mutes")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    until = models.DateTimeField()
     reason = models.TextField(blank=True)
     by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -89,33 +89,26 @@ class Mute(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        abstract = True
         constraints = [
-            models.UniqueConstraint(fields=["room", "user"], name="chat_mute_once"),
+            models.UniqueConstraint(fields=["room", "user"], name="chat_%(class)s_once"),
         ]
+
+
+class Mute(RoomSanction):
+    """``user`` may not write in ``room`` until ``until`` (PROTOCOL.md "Moderation")."""
+
+    room = models.ForeignKey("chat.Room", on_delete=models.CASCADE, related_name="mutes")
+    until = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"{self.user} muted in {self.room} until {self.until:%Y-%m-%d %H:%M}"
 
 
-class Ban(models.Model):
+class Ban(RoomSanction):
     """``user`` may neither read nor write ``room`` until unbanned."""
 
     room = models.ForeignKey("chat.Room", on_delete=models.CASCADE, related_name="bans")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    reason = models.TextField(blank=True)
-    by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["room", "user"], name="chat_ban_once"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.user} banned from {self.room}"
