@@ -32,8 +32,9 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet, Value
+from django.db.models import Q, QuerySet
 
+from chat import fast_queries
 from chat.models import Ban, Room
 
 
@@ -180,17 +181,11 @@ def _memberships_and_bans(
     in ONE query (a UNION ALL) however many rooms and users; none when both are empty."""
     if not bans:
         return set(), set()  # ``members`` is a subset of ``bans``: both are signed-in pairs
-    marked = Ban.objects.filter(
-        room_id__in={room_id for room_id, _ in bans},
-        user_id__in={user_id for _, user_id in bans},
-    ).values_list("room_id", "user_id", Value(True))
-    if members:
-        member_rows = Room.members.through.objects.filter(
-            room_id__in={room_id for room_id, _ in members},
-            user_id__in={user_id for _, user_id in members},
-        ).values_list("room_id", "user_id", Value(False))
-        marked = member_rows.union(marked, all=True)
-    found_members, found_bans = set(), set()
-    for room_id, user_id, is_ban in marked:
-        (found_bans if is_ban else found_members).add((room_id, user_id))
+    # Plain SQL (chat/fast_queries.py): every batch of the write path asks this.
+    found_members, found_bans = fast_queries.members_and_bans(
+        {room_id for room_id, _ in members},
+        {user_id for _, user_id in members},
+        {room_id for room_id, _ in bans},
+        {user_id for _, user_id in bans},
+    )
     return members & found_members, bans & found_bans

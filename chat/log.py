@@ -28,13 +28,13 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat import access, signals
+from chat import access, fast_queries, signals
 from chat.history import read_events, read_message, read_page
 from chat.live.publish import AccessChange, announce_access
 from chat.live.records import ErrorCode, SendRequest, SendResult, WriteKind
 from chat.live.validation import check_stored_send
 from chat.log_rules import WriteRules  # moderation: mutes, slow mode, the audit of deletes
-from chat.log_state import Body, RoomAppend, Target
+from chat.log_state import Body, RoomAppend, Target, flush_all
 from chat.log_uploads import NOT_YOURS, BatchUploads
 from chat.models import Message, Room
 from chat.render import render
@@ -65,8 +65,7 @@ def allocate_seqs(room_id: int, count: int) -> int:
 
 def lock_rooms(slugs: Sequence[str]) -> dict[str, Room]:
     """Lock the rows of these rooms, in id order so that concurrent batches cannot deadlock."""
-    rooms = Room.objects.select_for_update().filter(slug__in=set(slugs)).order_by("id")
-    return {room.slug: room for room in rooms}
+    return fast_queries.lock_rooms(slugs)
 
 
 def append_events(requests: Sequence[SendRequest]) -> list[SendResult]:
@@ -93,8 +92,11 @@ def append_events(requests: Sequence[SendRequest]) -> list[SendResult]:
     with transaction.atomic():
         rooms = lock_rooms([r.room for _, r in valid])
         pairs = [(rooms[r.room], r.user_id) for _, r in valid if r.room in rooms]
-        posters = access.posters(pairs)
+        # One reading of memberships and bans for both rules: a poster is a reader of a
+        # room that is not archived (access.posters), signed in.
         readers = access.readers(pairs)
+        archived = {room.id for room, _ in pairs if room.is_archived}
+        posters = {(r, u) for r, u in readers if u is not None and r not in archived}
         stored = _stored_client_ids(rooms, [r for _, r in valid])
         uploads = BatchUploads.read([r for _, r in valid])  # attachments, rows locked
         claimed: dict[tuple[int, int, str], int] = {}  # key -> index of its first write
@@ -133,8 +135,7 @@ def append_events(requests: Sequence[SendRequest]) -> list[SendResult]:
                 claimed[key] = index
             if result.created and request.kind == WriteKind.SEND and room.is_public:
                 joined.setdefault(room.slug, set()).add(request.user_id)
-        for append in appends.values():
-            append.flush()
+        flush_all(appends.values())
         uploads.link()  # the claimed uploads point at their messages, now written
         rules.flush()
         _join_by_sending(rooms, joined, results, requests)
@@ -158,8 +159,10 @@ def valid_targets(room: Room, valid: list[tuple[int, SendRequest]]) -> dict[int,
     }
     if not seqs:
         return {}
-    rows = Message.objects.filter(room_id=room.id, seq__in=seqs).values_list(
-        "id", "seq", "kind", "user_id", "deleted_at"
+    rows = (
+        Message.objects.filter(room_id=room.id, seq__in=seqs)
+        .order_by()
+        .values_list("id", "seq", "kind", "user_id", "deleted_at")
     )
     return {
         seq: Target(pk, seq, kind, user_id, deleted) for pk, seq, kind, user_id, deleted in rows
@@ -217,9 +220,9 @@ def _render_bodies(requests: list[SendRequest]) -> dict[int, Body]:
         return {}
     rooms = {
         room.slug: room
-        for room in Room.objects.filter(slug__in={r.room for r in texts}).only(
-            "id", "slug", "is_public", "is_archived"
-        )
+        for room in Room.objects.filter(slug__in={r.room for r in texts})
+        .order_by()
+        .only("id", "slug", "is_public", "is_archived")
     }
     out: dict[int, Body] = {}
     for request in texts:
@@ -249,62 +252,64 @@ def _readers_named(room: Room, ids: dict[str, int], names: list[str]) -> set[str
 
 def _join_by_sending(rooms, joined: dict[str, set[int]], results, requests) -> None:
     """PROTOCOL.md: sending in a public room joins it. The new members' read positions
-    start at their first message of the batch (everything before it was already there)."""
+    start at their first message of the batch (everything before it was already there).
+    One query for the whole batch, whatever the number of rooms."""
     if not joined:
         return
-    through = Room.members.through
-    for slug, user_ids in joined.items():
-        room = rooms[slug]
-        members = set(
-            through.objects.filter(room_id=room.id, user_id__in=user_ids).values_list(
-                "user_id", flat=True
-            )
+    ids = {rooms[slug].id: slug for slug in joined}
+    members = fast_queries.member_pairs(ids, {u for users in joined.values() for u in users})
+    new_by_room = {
+        room_id: sorted(u for u in joined[slug] if (room_id, u) not in members)
+        for room_id, slug in ids.items()
+    }
+    new_by_room = {room_id: users for room_id, users in new_by_room.items() if users}
+    if not new_by_room:
+        return
+    first: dict[tuple[str, int], int] = {}
+    for request, result in zip(requests, results, strict=True):
+        if result and result.created and request.room in joined:
+            first.setdefault((request.room, request.user_id), result.seq)
+    # ON CONFLICT DO NOTHING (SQLite and PostgreSQL alike): a join made at the same
+    # moment by another door (the API's join) must not fail this batch's sends.
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO chat_room_members (room_id, user_id) VALUES (%s, %s) "
+            "ON CONFLICT DO NOTHING",
+            [(room_id, u) for room_id, users in new_by_room.items() for u in users],
         )
-        new = user_ids - members
-        if not new:
-            continue
-        first = {}
-        for request, result in zip(requests, results, strict=True):
-            if request.room == slug and request.user_id in new and result and result.created:
-                first.setdefault(request.user_id, result.seq)
-        # ON CONFLICT DO NOTHING (SQLite and PostgreSQL alike): a join made at the same
-        # moment by another door (the API's join) must not fail this batch's sends.
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO chat_room_members (room_id, user_id) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING",
-                [(room.id, user_id) for user_id in sorted(new)],
-            )
-            cursor.executemany(
-                "INSERT INTO chat_readposition (room_id, user_id, read_seq) "
-                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                [(room.id, user_id, first[user_id]) for user_id in sorted(new)],
-            )
-        change = AccessChange.room_changed(slug, tuple(new))
+        cursor.executemany(
+            "INSERT INTO chat_readposition (room_id, user_id, read_seq) "
+            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            [
+                (room_id, u, first[(ids[room_id], u)])
+                for room_id, users in new_by_room.items()
+                for u in users
+            ],
+        )
+    for room_id, users in new_by_room.items():
+        change = AccessChange.room_changed(ids[room_id], tuple(users))
         transaction.on_commit(partial(announce_access, change), robust=True)
 
 
 def _stored_client_ids(
     rooms: dict[str, Room], requests: Sequence[SendRequest]
 ) -> dict[tuple[int, int, str], int]:
-    """(room id, user id, client_id) -> seq for the batch's client_ids already stored."""
-    wanted: dict[int, tuple[set[int], set[str]]] = {}
+    """(room id, user id, client_id) -> seq for the batch's client_ids already stored.
+
+    One query for the batch: the three columns of the idempotency index, each constrained
+    to the batch's values (with room and client_id alone the database walks every message
+    of the room), then the exact triples kept."""
+    wanted: set[tuple[int, int, str]] = set()
     for request in requests:
         room = rooms.get(request.room)
         if room is not None and request.client_id is not None:
-            users, client_ids = wanted.setdefault(room.id, (set(), set()))
-            users.add(request.user_id)
-            client_ids.add(request.client_id)
-    stored: dict[tuple[int, int, str], int] = {}
-    for room_id, (users, client_ids) in wanted.items():
-        # Constrain all three columns of the idempotency index: with room and client_id
-        # alone the database walks every message of the room, on every batch.
-        rows = Message.objects.filter(
-            room_id=room_id, user_id__in=users, client_id__in=client_ids
-        ).values_list("user_id", "client_id", "seq")
-        for user_id, client_id, seq in rows:
-            stored[(room_id, user_id, client_id)] = seq
-    return stored
+            wanted.add((room.id, request.user_id, request.client_id))
+    if not wanted:
+        return {}
+    rows = fast_queries.stored_client_ids(
+        {k[0] for k in wanted}, {k[1] for k in wanted}, {k[2] for k in wanted}
+    )
+    return {(r, u, c): seq for r, u, c, seq in rows if (r, u, c) in wanted}
 
 
 def delete_message(message_id: int, by_user_id: int | None = None) -> dict | None:

@@ -5,7 +5,8 @@ from the locked row's ``last_seq``, queues new messages for one prepared INSERT 
 path: a batch of sends is one ``executemany``, whatever its size), and applies edits,
 deletions and reactions to their target's current state with the ORM (rarer; each first
 flushes the queued messages, so a target appended earlier in the same batch exists).
-``flush`` writes what is queued and the room's new ``last_seq``.
+``flush`` writes what is queued and the room's new ``last_seq``; ``flush_all`` does it for
+every room of a batch at once.
 
 Each event's wire form is made by ``Message.to_event`` from the row as stored, so a live
 event and the same event replayed from the database are the same JSON.
@@ -13,6 +14,7 @@ event and the same event replayed from the database are the same JSON.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -209,19 +211,40 @@ class RoomAppend:
 
     def flush(self) -> None:
         """Write the queued messages and mentions, and the room's last seq."""
-        with connection.cursor() as cursor:
-            if self._rows:
-                cursor.executemany(_INSERT, self._rows)
-                self._rows = []
-            if self._mentions:
-                cursor.executemany(
-                    "INSERT INTO chat_mention (room_id, seq, user_id) VALUES (%s, %s, %s)",
-                    self._mentions,
-                )
-                self._mentions = []
-            last = self.next_seq - 1
-            if last != self._written_last:
-                cursor.execute(
-                    "UPDATE chat_room SET last_seq = %s WHERE id = %s", [last, self.room.id]
-                )
-                self._written_last = last
+        flush_all([self])
+
+    def _take(self) -> tuple[list[tuple], list[tuple[int, int, int]], tuple[int, int] | None]:
+        """What is queued (rows, mentions, (last seq, room id) or None), now written."""
+        rows, mentions = self._rows, self._mentions
+        self._rows, self._mentions = [], []
+        last = self.next_seq - 1
+        update = None
+        if last != self._written_last:
+            update = (last, self.room.id)
+            self._written_last = last
+        return rows, mentions, update
+
+
+def flush_all(appends: Iterable[RoomAppend]) -> None:
+    """Write what every room of the batch queued: one ``executemany`` per statement for
+    the whole batch, not per room. With many rooms and few senders in each, a batch holds
+    sends of as many rooms as sends (bench/write_path.py): per-room statements made the
+    cost of a send grow with the number of rooms in its batch."""
+    rows: list[tuple] = []
+    mentions: list[tuple[int, int, int]] = []
+    updates: list[tuple[int, int]] = []
+    for append in appends:
+        r, m, u = append._take()
+        rows += r
+        mentions += m
+        if u is not None:
+            updates.append(u)
+    with connection.cursor() as cursor:
+        if rows:
+            cursor.executemany(_INSERT, rows)
+        if mentions:
+            cursor.executemany(
+                "INSERT INTO chat_mention (room_id, seq, user_id) VALUES (%s, %s, %s)", mentions
+            )
+        if updates:
+            cursor.executemany("UPDATE chat_room SET last_seq = %s WHERE id = %s", updates)

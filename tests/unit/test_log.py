@@ -159,7 +159,7 @@ def test_a_failed_batch_hands_out_no_seq(alice, lobby, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(log.RoomAppend, "flush", fail)
+    monkeypatch.setattr(log, "flush_all", fail)
     with pytest.raises(RuntimeError):
         log.append_events([send(alice, "lost"), send(alice, "lost too")])
     monkeypatch.undo()
@@ -278,3 +278,38 @@ def test_a_batch_of_only_unstorable_sends_touches_nothing(alice, lobby, django_a
     assert [r.error for r in results] == ["bad_request", "bad_request"]
     lobby.refresh_from_db()
     assert lobby.last_seq == 0
+
+
+def test_a_batch_costs_the_same_queries_whatever_its_number_of_rooms(alice, bob):
+    """With many rooms and few senders in each, a batch holds as many rooms as sends; the
+    statements of a batch must not grow with them (bench/write_path.py measures the time)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    rooms = [Room.objects.create(slug=f"many-{i}", name=f"many {i}") for i in range(8)]
+
+    def queries(slugs: list[str], tag: str) -> int:
+        requests = [
+            send(alice if i % 2 else bob, f"hi {i}", room=slug, client_id=f"{tag}-{i}")
+            for i, slug in enumerate(slugs)
+        ]
+        with CaptureQueriesContext(connection) as ctx:
+            results = log.append_events(requests)
+        assert all(r.created for r in results), results
+        return len(ctx.captured_queries)
+
+    slugs = [r.slug for r in rooms]
+    queries(slugs, "warm")  # both users join every room by sending (joins cost inserts)
+    queries(slugs[1:] + slugs[:1], "warm2")
+    one = queries([rooms[0].slug] * 8, "one")
+    many = queries([r.slug for r in rooms], "many")
+    assert many == one
+    for room in rooms:
+        assert [seq for seq, _, _ in stored(room)] == list(range(1, len(stored(room)) + 1))
+    # The repeats are recognised across rooms in one query, each with its own seq.
+    again = log.append_events(
+        [send(bob, "hi 0", room=rooms[0].slug, client_id="many-0"),
+         send(alice, "hi 1", room=rooms[1].slug, client_id="many-1")]
+    )  # fmt: skip
+    assert [(r.created, r.seq) for r in again] == [(False, 11), (False, 3)]
+    assert len(stored(rooms[0])) == 11 and len(stored(rooms[1])) == 3

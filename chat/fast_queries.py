@@ -1,0 +1,127 @@
+"""The write path's fixed-shape reads, as plain SQL: the room log's (chat/log.py) and the
+access rule's (chat/access.py), which every batch asks.
+
+Why not the ORM here: a batch of one send made ten statements, and building them (the
+QuerySet, its filters, the compiler) took about two thirds of the batch's 4 ms on SQLite,
+the SQL itself a few hundred microseconds (bench/write_path.py, cProfile). With many
+rooms and few senders in each, batches are small and that fixed cost is most of what a
+message costs the server. These few reads of the hot path are written out once; every
+other query stays in the ORM.
+
+Each takes sets of ids and returns the rows that exist: the caller intersects them with
+the exact pairs it asked about (the same shape as chat/access.py's queries: one statement
+whatever the number of rooms). Names come from the models' ``_meta``, so a renamed table
+or column cannot drift from the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from django.db import connection
+
+from chat.models import Message, Room
+from chat.models_extra import Ban, Mute
+
+_q = connection.ops.quote_name
+
+
+def _marks(values: Collection) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _column(model, name: str) -> str:
+    return _q(model._meta.get_field(name).column)
+
+
+def _rows(sql: str, params: Iterable) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        return cursor.fetchall()
+
+
+def lock_rooms(slugs: Collection[str]) -> dict[str, Room]:
+    """The rooms of these slugs, their rows locked (``FOR UPDATE`` where the database has
+    it; SQLite's IMMEDIATE transaction has locked everything already), in id order so
+    that concurrent batches cannot deadlock."""
+    slugs = sorted(set(slugs))
+    if not slugs:
+        return {}
+    columns = ", ".join(_q(f.column) for f in Room._meta.concrete_fields)
+    sql = (
+        f"SELECT {columns} FROM {_q(Room._meta.db_table)} "
+        f"WHERE {_column(Room, 'slug')} IN ({_marks(slugs)}) ORDER BY {_column(Room, 'id')}"
+    )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    # A RawQuerySet applies the fields' converters (booleans and datetimes on SQLite).
+    return {room.slug: room for room in Room.objects.raw(sql, slugs)}
+
+
+def stored_client_ids(
+    room_ids: Collection[int], user_ids: Collection[int], client_ids: Collection[str]
+) -> list[tuple[int, int, str, int]]:
+    """(room id, user id, client_id, seq) of the messages whose three idempotency columns
+    are among these values (the index's three columns, so the database seeks it)."""
+    m = Message._meta.db_table
+    room, user, client = (_column(Message, n) for n in ("room", "user", "client_id"))
+    sql = (
+        f"SELECT {room}, {user}, {client}, {_column(Message, 'seq')} FROM {_q(m)} "
+        f"WHERE {room} IN ({_marks(room_ids)}) AND {user} IN ({_marks(user_ids)}) "
+        f"AND {client} IN ({_marks(client_ids)})"
+    )
+    return _rows(sql, [*room_ids, *user_ids, *client_ids])
+
+
+def member_pairs(room_ids: Collection[int], user_ids: Collection[int]) -> set[tuple[int, int]]:
+    """(room id, user id) of the memberships among these rooms and users."""
+    through = Room.members.through
+    room, user = (_column(through, n) for n in ("room", "user"))
+    sql = (
+        f"SELECT {room}, {user} FROM {_q(through._meta.db_table)} "
+        f"WHERE {room} IN ({_marks(room_ids)}) AND {user} IN ({_marks(user_ids)})"
+    )
+    return set(_rows(sql, [*room_ids, *user_ids]))
+
+
+def members_and_bans(
+    member_rooms: Collection[int],
+    member_users: Collection[int],
+    ban_rooms: Collection[int],
+    ban_users: Collection[int],
+) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """The memberships among the first rooms and users and the bans among the second, in
+    ONE statement (a UNION ALL); no membership is asked when ``member_rooms`` is empty."""
+    parts, params = [], []
+    if member_rooms:
+        through = Room.members.through
+        room, user = (_column(through, n) for n in ("room", "user"))
+        parts.append(
+            f"SELECT {room}, {user}, 0 FROM {_q(through._meta.db_table)} "
+            f"WHERE {room} IN ({_marks(member_rooms)}) AND {user} IN ({_marks(member_users)})"
+        )
+        params += [*member_rooms, *member_users]
+    room, user = (_column(Ban, n) for n in ("room", "user"))
+    parts.append(
+        f"SELECT {room}, {user}, 1 FROM {_q(Ban._meta.db_table)} "
+        f"WHERE {room} IN ({_marks(ban_rooms)}) AND {user} IN ({_marks(ban_users)})"
+    )
+    params += [*ban_rooms, *ban_users]
+    members: set[tuple[int, int]] = set()
+    bans: set[tuple[int, int]] = set()
+    for room_id, user_id, is_ban in _rows(" UNION ALL ".join(parts), params):
+        (bans if is_ban else members).add((room_id, user_id))
+    return members, bans
+
+
+def muted_pairs(room_ids: Collection[int], user_ids: Collection[int], now) -> set[tuple[int, int]]:
+    """(room id, user id) of the mutes among these rooms and users still running at
+    ``now``. The caller reads the few it finds with the ORM (their end, as a datetime)."""
+    room, user, until = (_column(Mute, n) for n in ("room", "user", "until"))
+    sql = (
+        f"SELECT {room}, {user} FROM {_q(Mute._meta.db_table)} "
+        f"WHERE {room} IN ({_marks(room_ids)}) AND {user} IN ({_marks(user_ids)}) "
+        f"AND {until} > %s"
+    )
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    return set(_rows(sql, [*room_ids, *user_ids, stamp]))
