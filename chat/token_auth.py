@@ -27,7 +27,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, JsonResponse
 
-from chat import tokens
+from chat import outages, tokens
 from chat.live.records import ErrorCode, error_body
 
 
@@ -72,7 +72,10 @@ class TokenAuthenticationMiddleware:
         secret = tokens.bearer_secret(request.META.get("HTTP_AUTHORIZATION"))
         if secret is None:
             return self.get_response(request)
-        token = tokens.check(secret)
+        try:
+            token = tokens.check(secret)
+        except outages.OUTAGES:
+            return outages.answer()
         if token is None:
             return unauthorized()
         request.user = token.user

@@ -48,6 +48,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chat.live.records import ErrorCode
 from chat.models import Room, Upload
+from chat.models_extra import thumbnail_path, upload_path
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +238,15 @@ def store_upload(room: Room, user_id: int, file: UploadedFile) -> Upload:
         if picture is not None:
             upload.thumbnail.save("thumb", ContentFile(picture.thumbnail), save=False)
         upload.save(force_insert=True)
+    except OSError as error:
+        # The storage is full (ENOSPC, EDQUOT) or failing: nothing is kept of this file,
+        # and the sender is told to try again, as for any outage (a chaos run's full
+        # disk answered Django's HTML 500 page before).
+        # Django's storage leaves what it wrote of a file it could not finish; the names
+        # come from the id alone (upload_path), so they are known without it.
+        delete_files([upload_path(upload, ""), thumbnail_path(upload, "")])
+        logger.error("could not store an upload to %s: %s", room.slug, error)
+        raise UploadRefused(ErrorCode.UNAVAILABLE, "The file could not be stored now.") from None
     except BaseException:
         delete_files([upload.file.name, upload.thumbnail.name])
         raise

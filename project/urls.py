@@ -6,3 +6,6 @@ urlpatterns = [
     path("accounts/", include("chat.account_urls")),
     path("", include("chat.urls")),
 ]
+
+# A database outage anywhere in a request is 503 `unavailable` (chat/outages.py).
+handler500 = "chat.outages.server_error"

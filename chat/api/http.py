@@ -24,7 +24,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from chat import access
+from chat import access, outages
 from chat.live.records import ErrorCode, SendResult, error_body
 from chat.live.wire import MAX_INT, FrameError, parse_frame, parse_int
 from chat.models import Room
@@ -51,6 +51,8 @@ def error(
     retry_after = extra.get("retry_after")
     if isinstance(retry_after, int | float):
         response["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    elif code == ErrorCode.UNAVAILABLE:
+        response["Retry-After"] = str(outages.RETRY_AFTER_SECONDS)
     return response
 
 
@@ -102,6 +104,8 @@ def endpoint(*methods: str) -> Callable:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return error(exc.code, exc.detail, **exc.extra)
+            except outages.OUTAGES:
+                return outages.answer()
 
         # The CSRF check is made above, in JSON; every answer is the user's own.
         return csrf_exempt(never_cache(answer))
