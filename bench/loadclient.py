@@ -43,6 +43,7 @@ ACK = b'{"type":"ack"'
 ERROR = b'{"type":"error"'
 ZERO_MASK = b"\x00\x00\x00\x00"
 LINGER_RST = struct.pack("ii", 1, 0)
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2+
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -351,13 +352,21 @@ class Worker:
                 return SSEReceiver(self, get_request(host, port, path, spec.get("cookie")))
             return PollReceiver(self, host, port, path)
 
+        sources = spec.get("sources") or ()
+        counter = iter(range(spec["n"]))
+
         async def one() -> None:
             async with limit:
                 started = time.perf_counter()
+                index = next(counter)
                 try:
-                    _t, proto = await asyncio.wait_for(
-                        self.loop.create_connection(factory, host, port), 30
-                    )
+                    if sources:
+                        opening = self._connect_from(
+                            factory, sources[index % len(sources)], host, port
+                        )
+                    else:
+                        opening = self.loop.create_connection(factory, host, port)
+                    _t, proto = await asyncio.wait_for(opening, 30)
                     await asyncio.wait_for(proto.ready, 30)
                 except (TimeoutError, OSError) as error:
                     errors[type(error).__name__ + ": " + str(error)[:60]] += 1
@@ -368,6 +377,26 @@ class Worker:
         await asyncio.gather(*(one() for _ in range(spec["n"])))
         return {"connected": len(timings), "failed": sum(errors.values()), "handshake": timings,
                 "errors": dict(errors)}  # fmt: skip
+
+    async def _connect_from(self, factory, source: str, host: str, port: int):
+        """A TCP connection bound to the local address ``source`` (port chosen at connect).
+
+        One client address has only the ephemeral port range (about 28k ports) to any one
+        server port; 127.0.0.2, 127.0.0.3 ... are loopback addresses too, each with a range
+        of its own. IP_BIND_ADDRESS_NO_PORT defers the port to connect(), which then picks
+        it by the whole 4-tuple instead of reserving it at bind().
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+            sock.setblocking(False)
+            await self.loop.sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return await self.loop.create_connection(factory, sock=sock)
 
     def stats(self, expected: int) -> dict:
         alive = sum(1 for r in self.receivers if not r.closed)
@@ -467,12 +496,16 @@ class ReceiverPool:
         cookie: str | None = None,
         concurrency: int = 50,
         timeout: float = 300.0,
+        sources: list[str] | None = None,
     ) -> dict:
+        """Open ``n`` receivers over the workers; ``sources``: local addresses to bind the
+        connections to, in turn (default: the kernel's choice, 127.0.0.1)."""
         shares = [n // len(self.conns) + (1 if i < n % len(self.conns) else 0)
                   for i in range(len(self.conns))]  # fmt: skip
         commands = [
             {"cmd": "connect", "n": share, "transport": transport, "host": host, "port": port,
-             "path": path, "cookie": cookie, "concurrency": max(concurrency // len(shares), 1)}
+             "path": path, "cookie": cookie, "concurrency": max(concurrency // len(shares), 1),
+             "sources": list(sources or ())}
             for share in shares
         ]  # fmt: skip
         answers = self._ask_all(commands, timeout)

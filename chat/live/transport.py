@@ -11,6 +11,8 @@ in one coroutine, ``LiveConnection.run``, run with ``Deferred.fromCoroutine``:
     serve       the transport's part: the WebSocket upgrade, then subscribed until the
                 socket closes; the SSE stream, subscribed until it ends; one long-poll wait
     finally     unsubscribed, and the connection's place under the limit given back
+                (a subscribed WebSocket leaves the coroutine instead, "detached": then
+                its connectionLost does this, and nothing of the coroutine is kept)
 
 The client leaving is learnt one way, ``left()``: from ``request.notifyFinish()``'s errback,
 or, once a WebSocket has taken the connection over (the request never hears of it then),
@@ -109,6 +111,12 @@ def notice_departure(request: Request, left: Callable[[], None]) -> None:
     request.notifyFinish().addErrback(lambda _failure: left())
 
 
+def forget_departure(request: Request) -> None:
+    """Drop ``notice_departure``'s notification once a WebSocket has the connection: the
+    request never finishes then, so it would never fire, only be held while the socket is."""
+    request.notifications.clear()
+
+
 def abort_if_open(transport: Any) -> None:
     if transport.connected:
         transport.abortConnection()
@@ -143,14 +151,24 @@ class LiveConnection:
         self.streaming = False  # the transport's answer has begun (101, stream headers)
         self.closed = False  # ended, by either side: nothing more is written
         self.gone = False  # the client left
-        # A stream's end: the client left (WebSocket: its socket closed), or the server
-        # ended the stream and its grace has passed (SSE).
-        self.over: defer.Deferred[None] = defer.Deferred()
+        self._over: defer.Deferred[None] | None = None  # see ``over``
+        self._over_done = False
+        # The connection lives on past ``run`` (a WebSocket, once subscribed): ``left()``
+        # does what the end of ``run`` does.
+        self.detached = False
         self.paused = False
         self.admitted: tuple[str, object] | None = None  # its key in OpenConnections
         self._allowance = PAUSED_ALLOWANCE
         self._waiting: defer.Deferred | None = None
         self._subscribing = False
+
+    @property
+    def over(self) -> defer.Deferred[None]:
+        """A stream's end (the client left, or the server ended it and its grace passed):
+        made when first awaited, since a WebSocket room stream never awaits it."""
+        if self._over is None:
+            self._over = defer.succeed(None) if self._over_done else defer.Deferred()
+        return self._over
 
     @property
     def limit_key(self) -> tuple[str, object]:
@@ -229,9 +247,14 @@ class LiveConnection:
             logger.exception("%s in %s failed", self.transport_name, self.slug)
             self.fail()
         finally:
-            self.closed = True
-            self._unsubscribe()
-            live.open_connections.release(self)
+            if not self.detached:
+                self.wrap_up()
+
+    def wrap_up(self) -> None:
+        """Unsubscribed, and the place under the limit given back (again: a no-op)."""
+        self.closed = True
+        self._unsubscribe()
+        self.live.open_connections.release(self)
 
     async def wait(self, d: defer.Deferred[T]) -> T:
         """Every wait of the open path: cancelled (CancelledError) when the client leaves
@@ -257,11 +280,14 @@ class LiveConnection:
         if self._waiting is not None:
             self._waiting.cancel()
         self.finished()
+        if self.detached:
+            self.wrap_up()
 
     def finished(self) -> None:
         """The stream is over (see ``over``)."""
-        if not self.over.called:
-            self.over.callback(None)
+        self._over_done = True
+        if self._over is not None and not self._over.called:
+            self._over.callback(None)
 
     def refuse(self, refusal: Refusal) -> None:
         if not self.gone and not self.request.finished:
