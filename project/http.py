@@ -40,10 +40,21 @@ from project.head import (
     HeadReader,
     RequestLine,
 )
+from project.logs import log_access, log_date
 from project.request import ParleyRequest
 
 access_log = logging.getLogger("parley.access")
 logger = logging.getLogger(__name__)
+_status_counters: dict[int, Any] = {}
+
+
+def requests_with_status(status: int) -> Any:
+    """The request counter's child for one status; ``labels()`` locks and hashes per call."""
+    counter = _status_counters.get(status)
+    if counter is None:
+        counter = _status_counters[status] = metrics.REQUESTS.labels(str(status))
+    return counter
+
 
 # A request head (request line and headers) must arrive within this many seconds of its
 # first byte. Twisted's idle timeout is reset by every byte, so without this a client
@@ -349,15 +360,16 @@ class ParleySite(Site):
     def log(self, request: ParleyRequest) -> None:
         # A request whose client left before any response was written: 499, as nginx.
         status = request.code if request.startedWriting or request.finished else 499
-        metrics.REQUESTS.labels(str(status)).inc()
+        requests_with_status(status).inc()
         started = getattr(request, "started_at", None)
         if started is not None:
             metrics.REQUEST_LATENCY.observe(time.monotonic() - started)
         # Common Log Format: host ident authuser [date] "request" status bytes
-        access_log.info(
+        log_access(
+            access_log,
             '%s - - %s "%s %s %s" %d %s',
             request.client_ip(),
-            http.datetimeToLogString(),
+            log_date(),
             request.method.decode("latin-1"),
             request.uri.decode("latin-1"),
             request.clientproto.decode("latin-1"),

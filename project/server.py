@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -85,21 +86,28 @@ class DjangoFallback(Resource):
 
     def __init__(self, reactor, pool: ThreadPool, application: Callable) -> None:
         super().__init__()
-        self.in_flight = 0
         self.reactor = reactor
         self.pool = pool
         self.application = application
+        # Started jobs are counted in the reactor thread, ended ones in the WSGI threads
+        # under a lock: a lock is far cheaper than the reactor wake-up (a pipe write) a
+        # callFromThread per request cost, and the count is still exact.
+        self._started = 0
+        self._ended = 0
+        self._ended_lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._started - self._ended
 
     def _job_done_in_thread(self) -> None:
-        self.reactor.callFromThread(self._job_done)
-
-    def _job_done(self) -> None:
-        self.in_flight -= 1
+        with self._ended_lock:
+            self._ended += 1
 
     def render(self, request: Request):
         while request.prepath:
             request.postpath.insert(0, request.prepath.pop())
-        self.in_flight += 1
+        self._started += 1
         # One WSGIResource per request (three attributes) so that the response is
         # written through its own connection's gate (project/backpressure.py).
         application = guard_wsgi_close(

@@ -260,8 +260,12 @@ class StaticResource(Resource):
     @staticmethod
     def answer(request: Request, response: Response) -> int:
         request.setResponseCode(int(response.status))
-        for name, value in response.headers:
-            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        raw = getattr(response.headers, "raw", None)
+        if raw is None:  # built for this request (a range, a refusal): encoded now
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        set_header = request.setHeader
+        for name, value in raw:
+            set_header(name, value)
         length = request.responseHeaders.getRawHeaders(b"content-length")
         if response.file is None:
             if length is None and response.status != HTTPStatus.NOT_MODIFIED:

@@ -30,6 +30,18 @@ _ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')
 _ENCODING_SUFFIX = {"gzip": "gz", "br": "br"}
 
 
+class HeaderList(list):
+    """A response's (name, value) pairs, with their latin-1 bytes encoded once.
+
+    A file's 200 and 304 headers are fixed at start-up; encoding them for Twisted on
+    every request was a measurable part of a static request's CPU.
+    """
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        super().__init__(items)
+        self.raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items]
+
+
 def etag_matches_weakly(if_none_match: str, etag: str) -> bool:
     """RFC 9110 13.1.2: If-None-Match compares weakly, lists tags, and ``*`` is any tag."""
     if if_none_match.strip() == "*":
@@ -74,8 +86,8 @@ class ParleyStaticFile(StaticFile):
             headers = dict(items)
             encoding = headers.get("Content-Encoding")
             etag = representation_etag(base_headers["ETag"], encoding)
-            items = [(k, etag if k == "ETag" else v) for k, v in items]
-            not_modified = [(k, v) for k, v in items if k in NOT_MODIFIED_HEADERS]
+            items = HeaderList([(k, etag if k == "ETag" else v) for k, v in items])
+            not_modified = HeaderList([(k, v) for k, v in items if k in NOT_MODIFIED_HEADERS])
             representations.append(
                 Representation(
                     encoding,
