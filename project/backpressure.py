@@ -49,25 +49,36 @@ class WriteGate:
     """
 
     def __init__(self, on_wait: Callable[[], None] | None = None) -> None:
-        self._open = threading.Event()
-        self._open.set()
+        # None: open, and never closed yet. An Event (a Condition, its waiters' deque, a
+        # lock) is about 1.3 KiB held for the connection's whole life, a WebSocket's
+        # included, and almost no connection is ever paused: it is made at the first
+        # close(), in the reactor thread. A WSGI thread that read None just before writes
+        # one more slice, as it would have with an Event it found set just before.
+        self._open: threading.Event | None = None
         self._on_wait = on_wait
         self.gone = False
 
     @property
     def is_open(self) -> bool:
-        return self._open.is_set()
+        event = self._open
+        return event is None or event.is_set()
 
     def open(self) -> None:
-        self._open.set()
+        if self._open is not None:
+            self._open.set()
 
     def close(self) -> None:
-        if not self.gone:
+        if self.gone:
+            return
+        if self._open is None:
+            self._open = threading.Event()  # made cleared
+        else:
             self._open.clear()
 
     def shut(self) -> None:
         self.gone = True
-        self._open.set()
+        if self._open is not None:
+            self._open.set()
 
     def wait(self, call_from_thread: Callable[..., None]) -> bool:
         """Block this WSGI thread until the connection takes more; False once it is gone.
@@ -75,13 +86,14 @@ class WriteGate:
         ``call_from_thread`` is the reactor's: the channel learns that a thread waits (so
         that a stall is timed) in the reactor thread, where it keeps its state.
         """
-        if not self._open.is_set():
+        event = self._open  # read once: the reactor thread may make it meanwhile
+        if event is not None and not event.is_set():
             if self._on_wait is not None:
                 call_from_thread(self._on_wait)
             # The channel aborts a stalled connection, which shuts the gate; the timeout
             # only guards against a channel that went away without saying so. Raising
             # makes WSGIResource cut the response instead of finishing it short.
-            if not self._open.wait(SEND_STALL_TIMEOUT * 2):
+            if not event.wait(SEND_STALL_TIMEOUT * 2):
                 raise ConnectionStalled("the connection took nothing for too long")
         return not self.gone
 

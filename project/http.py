@@ -104,7 +104,9 @@ class ParleyChannel(http.HTTPChannel):
 
     def __init__(self) -> None:
         super().__init__()
-        self._reader = HeadReader()
+        # Made at the first line of each head: a WebSocket keeps its channel for its whole
+        # life, and a HeadReader made for a head that never comes would be held with it.
+        self._reader: HeadReader | None = None
         self._request_line: RequestLine | None = None
         self._awaiting_head = True
         self._head_deadline = None
@@ -135,16 +137,21 @@ class ParleyChannel(http.HTTPChannel):
     def lineReceived(self, line: bytes) -> None:
         if self._refusing or not self.persistent:
             return
-        if self._reader.request_line is None and not line:
-            return  # RFC 9112 2.2: empty lines before a request line are ignored
+        reader = self._reader
+        if reader is None:
+            if not line:
+                return  # RFC 9112 2.2: empty lines before a request line are ignored
+            reader = self._reader = HeadReader()
+        elif reader.request_line is None and not line:
+            return
         try:
-            head = self._reader.feed(line)
+            head = reader.feed(line)
         except HeadError as error:
             self.refuse(error.status)
             return
         if head is None:
             return
-        self._reader = HeadReader()
+        self._reader = None
         self._request_line = head.request_line
         for canonical in [*head.lines(), b""]:
             super().lineReceived(canonical)
@@ -152,6 +159,8 @@ class ParleyChannel(http.HTTPChannel):
                 return
 
     def lineLengthExceeded(self, line: bytes) -> None:
+        if self._reader is None:
+            self._reader = HeadReader()
         self.refuse(self._reader.line_too_long().status)
 
     def allHeadersReceived(self) -> None:
@@ -220,7 +229,7 @@ class ParleyChannel(http.HTTPChannel):
         self.transport.write(minimal_response(status, body, content_type or PLAIN_TEXT))
         self._close_lingering()
         metrics.REQUESTS.labels(str(status)).inc()
-        current = self._reader.request_line or self._request_line
+        current = (self._reader and self._reader.request_line) or self._request_line
         line = current.line().decode("latin-1") if current else "-"
         access_log.info(
             '%s - - %s "%s" %d %d',
