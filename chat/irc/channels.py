@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chat.irc.tags import format_line, split_text
+from chat.irc.tags import format_line, split_text, text_limit
 from chat.live.events import OutboundEvent
 from chat.live.records import RoomInfo
 
@@ -133,6 +133,8 @@ class RoomFeed:
         # In a direct room someone else's line comes to me; my own (echoed, or from
         # another client of mine) goes to the peer, as a client shows what it sent.
         target = (self.peer if own else connection.nick) if self.direct else self.channel
+        # A long username and channel leave less than 400 bytes of the 512 to the text.
+        limit = text_limit("PRIVMSG", target, mask(author))
         if not own and not replay and not self.direct:
             # The same bytes for every client of the room with the same capabilities:
             # made once per event (the fan-out calls each feed in turn), as events.py
@@ -145,17 +147,17 @@ class RoomFeed:
             if wire is None:
                 wire = factory.lines[key] = b"".join(
                     format_line("PRIVMSG", [target, line], mask(author), tags)
-                    for line in split_text(message_text(data))
+                    for line in split_text(message_text(data), limit)
                 )
             connection.write(wire)
             return
-        for line in split_text(message_text(data)):
+        for line in split_text(message_text(data), limit):
             connection.send_line("PRIVMSG", [target, line], prefix=mask(author), tags=tags)
 
     def notice(self, data: dict, text: str) -> None:
         target = self.connection.nick if self.direct else self.channel
         author = data.get("user") or "parley"
-        for line in split_text(text):
+        for line in split_text(text, text_limit("NOTICE", target, mask(author))):
             self.connection.send_line(
                 "NOTICE", [target, line], prefix=mask(author), tags=self.tags(data)
             )

@@ -17,6 +17,7 @@ import logging
 from twisted.words.protocols import irc
 
 from chat.irc.channels import RoomFeed, mask
+from chat.irc.tags import MAX_LINE
 from chat.live.records import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -89,12 +90,19 @@ class ChannelCommands:
 
     def names(self, feed: RoomFeed) -> None:
         names = feed.names()
+        # Packed by bytes, not by count: usernames take up to 150 characters, and a line
+        # over 512 bytes would be cut (names lost) on its way out.
+        head = f":parley {irc.RPL_NAMREPLY} {self.nick} = {feed.channel} :"
+        room = MAX_LINE - 2 - len(head.encode())
         line: list[str] = []
+        size = 0
         for name in names:
-            line.append(name)
-            if len(line) == 40:
+            width = len(name.encode()) + (1 if line else 0)
+            if line and size + width > room:
                 self.numeric(irc.RPL_NAMREPLY, "=", feed.channel, " ".join(line))
-                line = []
+                line, size, width = [], 0, len(name.encode())
+            line.append(name)
+            size += width
         if line or not names:
             self.numeric(irc.RPL_NAMREPLY, "=", feed.channel, " ".join(line))
         self.numeric(irc.RPL_ENDOFNAMES, feed.channel, "End of /NAMES list")

@@ -23,6 +23,9 @@ CAPS = ("server-time", "message-tags", "echo-message", "batch", "sasl")
 CAP_VALUES = {"sasl": "PLAIN"}
 MAX_LOGIN_FAILURES = 3
 MAX_SASL_BYTES = 1200  # PLAIN's three fields fit; a client may not make us buffer more
+# The nick is the username, and Django's usernames take up to 150 characters: a nick cut
+# shorter never matched a longer username, and that user could not register at all.
+NICKLEN = 150
 
 
 class Registration:
@@ -76,7 +79,7 @@ class Registration:
             if params[0] != self.nick:
                 self.numeric(irc.ERR_ERRONEUSNICKNAME, params[0], "Your nick is your username")
             return
-        self.nick = params[0][:64]
+        self.nick = params[0][:NICKLEN]
         self._maybe_register()
 
     def irc_USER(self, prefix, params) -> None:
@@ -207,7 +210,7 @@ class Registration:
             "CHANTYPES=#",
             "NETWORK=Parley",
             "CASEMAPPING=ascii",
-            "NICKLEN=150",
+            f"NICKLEN={NICKLEN}",
             "CHANNELLEN=51",
             f"CHANLIMIT=#:{self.factory.max_channels}",
             "are supported by this server",

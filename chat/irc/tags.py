@@ -107,13 +107,31 @@ def split_text(text: str, limit: int = 400) -> list[str]:
     for part in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         encoded = part.encode("utf-8", "replace")
         while len(encoded) > limit:
-            cut = limit
-            while cut > 0 and (encoded[cut] & 0xC0) == 0x80:
-                cut -= 1  # not inside a character
+            cut = _boundary(encoded, limit)
             lines.append(encoded[:cut].decode("utf-8", "replace"))
             encoded = encoded[cut:]
         lines.append(encoded.decode("utf-8", "replace"))
     return [line if line else " " for line in lines] or [" "]
+
+
+def _boundary(encoded: bytes, limit: int) -> int:
+    """The largest cut at most ``limit`` bytes into UTF-8 ``encoded`` that splits no
+    character (at least one character, so that a cut always moves on)."""
+    cut = limit
+    while cut > 0 and (encoded[cut] & 0xC0) == 0x80:
+        cut -= 1  # not inside a character
+    if cut == 0:
+        cut = limit + 1
+        while cut < len(encoded) and (encoded[cut] & 0xC0) == 0x80:
+            cut += 1
+    return cut
+
+
+def text_limit(command: str, target: str, prefix: str | None) -> int:
+    """How many bytes of text fit one ``command`` line to ``target`` from ``prefix``:
+    at most 400, less when a long nick and channel take their share of the 512."""
+    head = f":{prefix} {command} {target} :" if prefix else f"{command} {target} :"
+    return max(32, min(400, MAX_LINE - 2 - len(head.encode("utf-8", "replace"))))
 
 
 def format_line(command: str, params, prefix: str | None, tags: dict | None) -> bytes:
@@ -128,6 +146,11 @@ def format_line(command: str, params, prefix: str | None, tags: dict | None) -> 
     line = " ".join([command, *params])
     if prefix:
         line = f":{prefix} {line}"
+    encoded = line.encode("utf-8", "replace")
+    if len(encoded) + 2 > MAX_LINE:
+        # A reply that echoes what the client sent (USERHOST's nicks, a channel name)
+        # can outgrow the 512 bytes a client reads as one line: it is cut, not sent whole.
+        encoded = encoded[: _boundary(encoded, MAX_LINE - 2)]
     if tags:
-        line = f"@{format_tags(tags)} {line}"
-    return (line + "\r\n").encode("utf-8", "replace")
+        encoded = f"@{format_tags(tags)} ".encode("utf-8", "replace") + encoded
+    return encoded + b"\r\n"
