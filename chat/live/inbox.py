@@ -113,6 +113,8 @@ class InboxHub:
         )
 
     def detach(self, stream: InboxStream) -> None:
+        if stream.user is None:
+            return  # it closed before its user was known: it was never attached
         inbox = self.users.get(stream.user.id)
         if inbox is None or stream not in inbox.streams:
             return

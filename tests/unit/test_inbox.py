@@ -441,3 +441,12 @@ def test_an_unavailable_database_fails_the_attach_and_the_next_one_retries(
     inbox.detach(stream)
     inbox._member_rooms = real
     assert open_stream(inbox, clock).frames[0]["type"] == "hello"
+
+
+def test_a_stream_closed_before_its_user_was_known_detaches_quietly(inbox, clock):
+    """An inbox WebSocket that closes during its handshake has no user yet; its wrap-up
+    detaches it all the same (a soak run logged AttributeError from here)."""
+    stream = Stream(ALICE)
+    stream.user = None
+    inbox.detach(stream)  # nothing to undo, and no error
+    assert open_stream(inbox, clock).frames[0]["type"] == "hello"
