@@ -42,8 +42,9 @@ format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-## make bench: the benchmark set side by side with Daphne + Channels (~7 min), writes
-## bench/RESULTS.md; make bench-quick: the same, shorter (~3 min)
+## make bench: the benchmark set side by side with Daphne + Channels, gunicorn and granian
+## (~40 min: search over 1M messages, 100k idle WebSockets), writes bench/RESULTS.md, its
+## charts and raw JSON in bench/results/; make bench-quick: the same phases, small (< 5 min)
 bench:
 	sh bench/setup_venvs.sh
 	bench/.venv-bench/bin/python bench/run_all.py

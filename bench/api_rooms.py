@@ -142,7 +142,8 @@ def build(room_count: int, message_count: int) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {ROOMS} (slug, name, kind, description, is_public, is_archived,"
-            " created_at, last_seq) VALUES (%s, %s, 'room', '', %s, %s, %s, %s)",
+            " created_at, last_seq, slow_mode_seconds)"
+            " VALUES (%s, %s, 'room', '', %s, %s, %s, %s, 0)",
             [
                 (f"room-{i:03}", f"Room {i:03}", True, False, now, per_room)
                 for i in range(room_count)

@@ -252,9 +252,13 @@ def start_parley(
     threads: int = 10,
     extra_env: dict | None = None,
     pin: bool = True,
+    pin_workers: bool = False,
     migrate: bool = False,
     collectstatic: bool = False,
 ) -> Server:
+    """``serve.py`` as a fresh process. One worker is pinned to the server's core when
+    ``pin``; several workers only with ``pin_workers`` too (all of them on that core: the
+    fixed-budget comparison of bench/workers.py), else they roam both cores."""
     port = free_port()
     cmd = [str(PARLEY_PY), "serve.py", "--port", str(port), "--threads", str(threads)]
     if workers > 1:
@@ -270,7 +274,7 @@ def start_parley(
         env=parley_env(db_url, static_root, extra_env),
         log_path=workdir / f"{name}-{port}.log",
         port=port,
-        pin=pin and workers == 1,
+        pin=pin and (workers == 1 or pin_workers),
         ready=r"worker \d+ serving" if workers > 1 else r"serving on http://",
         ready_count=workers if workers > 1 else 1,
     )
