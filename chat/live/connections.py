@@ -7,7 +7,8 @@ the connections gauge read it, and so can whatever must find the connections to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,6 +16,16 @@ if TYPE_CHECKING:
 
 # PROTOCOL.md's CHAT_MAX_CONNECTIONS_PER_USER; see OpenConnections for why.
 DEFAULT_MAX_CONNECTIONS_PER_USER = 50
+# The keep-alive round of a transport is spread over this many slices of its interval
+# (service.py ticks one slice at a time). Pinging every connection in one reactor turn
+# stalled everything else for as long as 16,000 pings take, about a second, once every
+# 20 s: the many-room scenario's p99 was that stall (bench/scenario.py, 8,000 users).
+HEARTBEAT_SLICES = 100
+
+
+def heartbeat_slice(connection: object) -> int:
+    """The slice of the round a connection is in, fixed for its life (its identity)."""
+    return (id(connection) >> 4) % HEARTBEAT_SLICES
 
 
 class OpenConnections:
@@ -39,6 +50,8 @@ class OpenConnections:
         self.max_per_user = max_per_user
         self._held: dict[tuple[str, object], int] = {}
         self._open: dict[str, set[LiveConnection]] = {}
+        # transport -> the connections of each heartbeat slice
+        self._slices: dict[str, list[set[LiveConnection]]] = {}
 
     @classmethod
     def from_settings(cls, django_settings: Any) -> OpenConnections:
@@ -57,6 +70,12 @@ class OpenConnections:
         self._held[key] = held + 1
         connection.admitted = key
         self._open.setdefault(connection.transport_name, set()).add(connection)
+        slices = self._slices.get(connection.transport_name)
+        if slices is None:
+            slices = self._slices[connection.transport_name] = [
+                set() for _ in range(HEARTBEAT_SLICES)
+            ]
+        slices[heartbeat_slice(connection)].add(connection)
         return True
 
     def release(self, connection: LiveConnection) -> None:
@@ -69,6 +88,9 @@ class OpenConnections:
         else:
             self._held.pop(key, None)
         self._open.get(connection.transport_name, set()).discard(connection)
+        slices = self._slices.get(connection.transport_name)
+        if slices is not None:
+            slices[heartbeat_slice(connection)].discard(connection)
 
     def held(self, key: tuple[str, object]) -> int:
         return self._held.get(key, 0)
@@ -87,6 +109,23 @@ class OpenConnections:
     def counts(self) -> dict[str, int]:
         return {name: len(open_) for name, open_ in self._open.items()}
 
-    def heartbeat(self, transport_name: str) -> None:
-        for connection in self.of(transport_name):
+    def heartbeat(self, transport_name: str, part: int | None = None) -> None:
+        """Keep-alive for the connections of one transport: all of them, or those of one
+        slice (``part``, 0 .. HEARTBEAT_SLICES - 1)."""
+        if part is None:
+            connections = self.of(transport_name)
+        else:
+            slices = self._slices.get(transport_name)
+            connections = tuple(slices[part]) if slices else ()
+        for connection in connections:
             connection.heartbeat()
+
+    def heartbeat_round(self, transport_name: str) -> Callable[[], None]:
+        """A function that heartbeats the next slice each call: called HEARTBEAT_SLICES
+        times per interval, it reaches every connection once per interval."""
+        ticks = itertools.count()
+
+        def tick() -> None:
+            self.heartbeat(transport_name, next(ticks) % HEARTBEAT_SLICES)
+
+        return tick

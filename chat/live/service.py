@@ -12,7 +12,7 @@ from twisted.web.resource import Resource
 from chat.live import metrics, publish
 from chat.live.auth import Authorizer
 from chat.live.bus import EventBus, LocalBus, LocalPresenceStore, PresenceStore, SendCounter
-from chat.live.connections import OpenConnections
+from chat.live.connections import HEARTBEAT_SLICES, OpenConnections
 from chat.live.hub import RoomHub
 from chat.live.inbox import InboxHub
 from chat.live.inbox_poll import InboxPollResource, PollSessions
@@ -130,14 +130,20 @@ class LiveService:
             self._every(
                 getattr(settings, "CHAT_ROOM_CHECK_SECONDS", CHECK_ROOMS_INTERVAL), self.check
             ),
-            self._every(WS_PING_INTERVAL, lambda: self.open_connections.heartbeat("websocket")),
+            # Keep-alives a slice at a time (chat/live/connections.py HEARTBEAT_SLICES).
+            self._every(
+                WS_PING_INTERVAL / HEARTBEAT_SLICES,
+                self.open_connections.heartbeat_round("websocket"),
+            ),
             # The cursor check (the Python API from a process with no reactor): its
             # events, and its access changes written down (chat/live/notices.py).
             self._every(
                 getattr(settings, "CHAT_CURSOR_CHECK_SECONDS", CURSOR_CHECK_INTERVAL),
                 self.check_cursors,
             ),
-            self._every(SSE_PING_INTERVAL, lambda: self.open_connections.heartbeat("sse")),
+            self._every(
+                SSE_PING_INTERVAL / HEARTBEAT_SLICES, self.open_connections.heartbeat_round("sse")
+            ),
             self._every(
                 getattr(settings, "CHAT_UPLOAD_CLEANUP_SECONDS", UPLOAD_CLEANUP_INTERVAL),
                 self.clean_uploads,

@@ -10,7 +10,11 @@ import pytest
 from live_fakes import ALICE, BOB
 from twisted.internet import defer
 
-from chat.live.connections import DEFAULT_MAX_CONNECTIONS_PER_USER, OpenConnections
+from chat.live.connections import (
+    DEFAULT_MAX_CONNECTIONS_PER_USER,
+    HEARTBEAT_SLICES,
+    OpenConnections,
+)
 from chat.live.records import UserInfo
 from chat.live.transport import CLOSE_GRACE
 
@@ -78,6 +82,27 @@ def test_counts_are_by_transport_and_heartbeats_reach_one_transport():
     open_.heartbeat("websocket")
     assert [c.beats for c in ws] == [1, 1] and sse.beats == 0
     assert set(open_.in_room("lobby")) == {*ws, sse}
+
+
+def test_a_heartbeat_round_reaches_each_connection_once_a_slice_at_a_time():
+    """Pinging every connection in one reactor turn stalled the reactor for as long as
+    they all take; a round is HEARTBEAT_SLICES ticks, each of a share of them."""
+    open_ = OpenConnections(10_000)
+    conns = [Stand(ALICE, kind="websocket") for _ in range(2000)]
+    for connection in conns:
+        open_.admit(connection)
+    tick = open_.heartbeat_round("websocket")
+    largest = 0
+    for _ in range(HEARTBEAT_SLICES):
+        before = sum(c.beats for c in conns)
+        tick()
+        largest = max(largest, sum(c.beats for c in conns) - before)
+    assert [c.beats for c in conns] == [1] * len(conns)
+    assert largest < len(conns) / 10  # no tick takes them all (100 slices: ~20 each)
+    open_.release(conns[0])
+    for _ in range(HEARTBEAT_SLICES):
+        tick()
+    assert conns[0].beats == 1 and all(c.beats == 2 for c in conns[1:])
 
 
 def test_the_bound_is_the_setting_with_protocol_md_s_default(settings):
