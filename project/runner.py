@@ -12,6 +12,7 @@ from twisted.internet import defer, task
 from twisted.python import log as twisted_log
 from twisted.python.failure import Failure
 
+from project import metrics
 from project.listen import Listener, ListenError, adopt, listen, show, tls_of
 from project.logs import FLUSH_INTERVAL, flush_buffered
 from project.server import ParleySite, WSGIThreadPool, build_site
@@ -120,6 +121,10 @@ def run_server(args: argparse.Namespace, found: list[Listener]) -> int:
     access_flush.clock = reactor
     reactor.callWhenRunning(access_flush.start, FLUSH_INTERVAL, now=False)
     reactor.addSystemEventTrigger("after", "shutdown", flush_buffered)
+    if args.worker_fd:
+        from project.supervisor import watch_supervisor
+
+        watch_supervisor(reactor)
 
     def announce(_ignored: object = None) -> None:
         # Said once the reactor runs, when its signal handlers are in place: a SIGTERM
@@ -154,6 +159,7 @@ def run_server(args: argparse.Namespace, found: list[Listener]) -> int:
     # the chat's short-lived objects do not walk it again and again.
     gc.collect()
     gc.freeze()
+    metrics.watch_gc()
     reactor.run()
     logger.info("stopped")
     sys.stdout.flush()

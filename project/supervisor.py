@@ -6,7 +6,9 @@ reactor, wrapping TLS ones itself), so all workers accept on one port with one a
 queue: a worker that dies or restarts loses no queued connection. The supervisor does
 not serve; it starts workers, restarts one that dies (with a growing delay, so a worker
 that cannot start does not spin), and on SIGTERM/SIGINT forwards SIGTERM to every worker,
-waits for them to drain, and exits 0.
+waits for them to drain, and exits 0. A worker whose supervisor is gone (kill -9, a
+crash) drains and exits by itself (``watch_supervisor``): nobody would restart it, stop
+it or give its port back.
 """
 
 from __future__ import annotations
@@ -28,12 +30,35 @@ logger = logging.getLogger("parley.supervisor")
 # its restart waits twice as long as the last one did, up to RESTART_MAX_DELAY.
 RESTART_MIN_UPTIME = 10.0
 RESTART_MAX_DELAY = 30.0
+# How often a worker looks for its supervisor (one getppid() call).
+SUPERVISOR_CHECK_SECONDS = 1.0
 SERVE = Path(__file__).resolve().parent.parent / "serve.py"
 
 
 # systemd's socket-activation variables describe the supervisor's descriptors, for the
 # supervisor's pid; a worker has its sockets from --worker-fd and must not see them.
 SYSTEMD_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+def watch_supervisor(reactor, interval: float = SUPERVISOR_CHECK_SECONDS):
+    """In a worker: when the process that started it is gone (the worker is re-parented),
+    stop the reactor, which drains gracefully (project/runner.py's shutdown triggers).
+    Polling getppid() rather than PR_SET_PDEATHSIG: that needs a preexec_fn, unsafe in
+    a supervisor with threads, and fires when the forking *thread* ends."""
+    from twisted.internet import task
+
+    parent = os.getppid()
+
+    def check() -> None:
+        if os.getppid() != parent:
+            logger.warning("the supervisor (pid %d) is gone: this worker drains and exits", parent)
+            watch.stop()
+            reactor.stop()
+
+    watch = task.LoopingCall(check)
+    watch.clock = reactor
+    reactor.callWhenRunning(watch.start, interval, now=False)
+    return watch
 
 
 class Worker:

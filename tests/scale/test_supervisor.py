@@ -50,3 +50,20 @@ def _is_zombie(pid: int) -> bool:
             return stat.read().split(") ")[1].startswith("Z")
     except FileNotFoundError:
         return True
+
+
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(cluster):
+    """kill -9 of the supervisor: nobody would restart, stop or reap its workers, so each
+    notices (its parent changed), drains like on SIGTERM and exits."""
+    (server,) = cluster.start(1, args=["--workers", "2"])
+    workers = wait_workers(server, 2)
+    server.kill()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), server.log()[-3000:]
+    assert server.log().count("the supervisor (pid") >= 2, server.log()[-3000:]
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}") and not _is_zombie(pid)
