@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from chat.live.compat import thread_pool_backlog
@@ -59,3 +62,57 @@ def register_pool(name: str, pool) -> None:
     # Registered before it is remembered: if registering fails, nothing stale is kept.
     REGISTRY.register(collector)
     _POOL_COLLECTORS[name] = collector
+
+
+class GCPauses(Collector):
+    """Time the cyclic garbage collector stops the process, by generation: a full
+    collection walks every tracked object, so with tens of thousands of connections it is
+    a pause of the reactor that the latency histograms show but cannot explain.
+
+    The gc callback only adds floats: it runs in whichever thread allocated, possibly
+    inside a prometheus_client method holding that metric's (non-reentrant) lock, so it
+    must not call into a metric itself; the totals are read at scrape time."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def callback(self, phase: str, info: dict) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+            return
+        generation = info.get("generation", 2)
+        pause = now - self._started
+        self.count[generation] += 1
+        self.total[generation] += pause
+        if pause > self.longest[generation]:
+            self.longest[generation] = pause
+
+    def collect(self):
+        seconds = CounterMetricFamily(
+            "parley_gc_pause_seconds",
+            "Time spent in cyclic GC collections.",
+            labels=["generation"],
+        )
+        longest = GaugeMetricFamily(
+            "parley_gc_pause_longest_seconds",
+            "The longest cyclic GC collection since the process started.",
+            labels=["generation"],
+        )
+        for generation in range(3):
+            seconds.add_metric([str(generation)], self.total[generation])
+            longest.add_metric([str(generation)], self.longest[generation])
+        return [seconds, longest]
+
+
+GC_PAUSES = GCPauses()
+
+
+def watch_gc() -> None:
+    """Time every collection of this process (once: a second call changes nothing)."""
+    if GC_PAUSES.callback not in gc.callbacks:
+        gc.callbacks.append(GC_PAUSES.callback)
+        REGISTRY.register(GC_PAUSES)

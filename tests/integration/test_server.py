@@ -292,6 +292,12 @@ def test_metrics_count_requests_and_show_the_wsgi_pool(live_server):
     )
 
 
+def test_metrics_show_the_garbage_collectors_pauses(live_server):
+    text = httpx.get(live_server.url + "/metrics", timeout=10).text
+    assert metric(text, "parley_gc_pause_seconds_total", '{generation="0"}') > 0
+    assert re.search(r'^parley_gc_pause_longest_seconds\{generation="2"\} ', text, re.MULTILINE)
+
+
 def test_a_request_gets_a_common_log_format_line(live_server):
     uri = f"/api/rooms/?probe={unique('log')}"
     with live_server.client() as client:

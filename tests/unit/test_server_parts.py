@@ -802,3 +802,21 @@ def test_serve_refuses_pool_sizes_below_one(flag, value, capsys):
         load_serve().parse_args([flag, value])
     assert exc.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_the_gc_collector_times_each_collection_without_touching_a_metric():
+    import gc
+
+    from project.metrics import GCPauses
+
+    pauses = GCPauses()
+    gc.callbacks.append(pauses.callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(pauses.callback)
+    assert pauses.count[2] == 1 and pauses.longest[2] > 0
+    families = {f.name: f for f in pauses.collect()}
+    (full,) = [s for s in families["parley_gc_pause_seconds"].samples
+               if s.labels == {"generation": "2"} and s.name.endswith("_total")]  # fmt: skip
+    assert full.value == pauses.total[2] > 0
