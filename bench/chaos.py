@@ -38,10 +38,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE / "reliability"))
 
-import chaos_check  # noqa: E402
 import chaos_load  # noqa: E402
 import chaos_run  # noqa: E402
+import checker  # noqa: E402
 from faults import PrivatePostgres, PrivateRedis, SmallDisk, WorkerKiller  # noqa: E402
+from history import History  # noqa: E402
 
 PARLEY_PY = REPO / ".venv" / "bin" / "python"
 SECRET_KEY = "parley-chaos-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> dict:
         }
         run_s = args.minutes * 60.0
         schedule = chaos_run.schedule(run_s, args.kill_every, args.rounds, FAULTS)
-        history = chaos_load.History(out / "history.jsonl")
+        history = History(out / "history.jsonl")
         load = chaos_load.Load(parley.base, history, send_interval=args.send_interval)
         db_url = postgres.url("parley_chaos")
         faults, t0 = asyncio.run(
@@ -187,9 +188,8 @@ def run(args: argparse.Namespace) -> dict:
             "load_s": round(time.time() - t0, 1),  # the run, its drain, the upload fetches
             "faults": chaos_run.summarize_faults(faults, t0, history.records()),
             "clients": chaos_run.summarize_clients(history.records()),
-            "checker": chaos_check.check(history.records(), rows, plan.access()),
-            "checker_h5": chaos_run.h5_check(out / "history.jsonl", out / "log.jsonl", plan),
-            "caught_up": chaos_check.caught_up(load.last_seen, plan.room_of(), rows),
+            "checker": checker.check(history.records(), rows, plan.access()),
+            "caught_up": chaos_run.caught_up(load.last_seen, plan.room_of(), rows),
             "uploads": uploads,
             "worker_restarts_in_log": parley.worker_restarts(),
         }
@@ -238,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     result = run(parse_args(argv))
     print(json.dumps(result, indent=2))
     verdict = "PASS" if result["pass"] else "FAIL"
-    log(f"{verdict}: {result['checker']['problem_count']} problems; written to {result['out']}")
+    log(
+        f"{verdict}: {result['checker']['violation_count']} violations; written to {result['out']}"
+    )
+    log(checker.summary(result["checker"]))
     return 0 if result["pass"] else 1
 
 

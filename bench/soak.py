@@ -16,7 +16,8 @@ descriptors, threads, database connections and Redis memory are sampled every
 
 Pass: RSS grows under 5% after warm-up (the first fifth), descriptors come back to their
 baseline (+5) after the clients leave, the p99 send latency of the last third is at most
-1.5 times that of the first third (or 25 ms above it), and the checker finds nothing.
+1.5 times that of the first third (or 25 ms above it) and under 1 s, and the checker
+finds nothing.
 Writes ``samples.json``, ``result.json`` and ``soak.png`` to ``--out``.
 """
 
@@ -327,6 +328,9 @@ def args_threads() -> int:
     return 10
 
 
+P99_CEILING_MS = 1000.0  # the last third's p99 send->ack must also stay under this
+
+
 def p99(values: list[float]) -> float | None:
     if not values:
         return None
@@ -356,9 +360,12 @@ def verdict(
         and after["fds"] <= baseline["fds"] + 5 + 3 * args_threads(),
         "p99_first_third_ms": first,
         "p99_last_third_ms": last,
+        # Flat, and low: a server starved of CPU is flat at tens of seconds (seen with
+        # 2,000 clients, PostgreSQL and 2 workers sharing this machine's 2 cores).
         "p99_ok": first is not None
         and last is not None
-        and (last <= 1.5 * first or last <= first + 25),
+        and (last <= 1.5 * first or last <= first + 25)
+        and last <= P99_CEILING_MS,
         "sends_timed": len(lat),
     }
     return checks

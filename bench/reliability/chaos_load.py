@@ -20,41 +20,16 @@ import hashlib
 import json
 import os
 import random
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
+from history import History
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 DURABLE = {"message", "edited", "reaction", "deleted"}
 ANSWER_TIMEOUT = 30.0  # a send unanswered this long counts as lost; the socket is dropped
 MAX_ATTEMPTS = 40  # one client_id is retried at most this often, then given up
-
-
-class History:
-    """Records written through to a JSON Lines file as they come (a 20-minute run makes
-    millions: kept in memory they would cost gigabytes and slow the loop's GC)."""
-
-    def __init__(self, path) -> None:
-        self.path = path
-        self.out = open(path, "w", buffering=1 << 20)  # noqa: SIM115 - open for the run
-
-    def add(self, client: str, user: str | None, kind: str, **fields) -> None:
-        record = {"t": time.time(), "client": client, "user": user, "kind": kind}
-        self.out.write(json.dumps({**record, **fields}) + "\n")
-
-    def close(self) -> None:
-        if not self.out.closed:
-            self.out.close()
-
-    def records(self) -> Iterator[dict]:
-        """Every record in the order they were made (one pass over the file)."""
-        self.close()
-        with open(self.path) as lines:
-            for line in lines:
-                yield json.loads(line)
 
 
 @dataclass
@@ -102,7 +77,9 @@ class Sender:
         return self.current
 
     def record(self, kind: str, **fields) -> None:
-        self.load.history.add(self.spec.name, self.spec.user, kind, room=self.spec.room, **fields)
+        self.load.history.record(
+            self.spec.name, self.spec.user, kind, room=self.spec.room, **fields
+        )
 
     def attempt(self) -> str:
         self.attempts += 1
@@ -144,7 +121,7 @@ class Stream:
     def open(self) -> int:
         self.conns += 1
         self.conn = f"{self.spec.name}#{self.conns}"
-        self.load.history.add(
+        self.load.history.record(
             self.spec.name, self.spec.user, "open", room=self.spec.room, conn=self.conn,
             door=self.spec.door, since=self.last,
         )  # fmt: skip
@@ -154,7 +131,7 @@ class Stream:
         if event.get("type") not in DURABLE or event.get("seq") is None:
             return
         seq = int(event["seq"])
-        self.load.history.add(
+        self.load.history.record(
             self.spec.name, self.spec.user, "event", room=self.spec.room, conn=self.conn,
             seq=seq, event_id=f"{event.get('user')}/{event.get('client_id')}",
             type=event["type"],
@@ -163,7 +140,7 @@ class Stream:
 
     def close(self, reason: str) -> None:
         name, user = self.spec.name, self.spec.user
-        self.load.history.add(name, user, "close", conn=self.conn, reason=reason)
+        self.load.history.record(name, user, "close", conn=self.conn, reason=reason)
 
 
 async def ws_client(load: Load, spec: Spec) -> None:
@@ -333,17 +310,17 @@ async def _upload(load: Load, spec: Spec, http: httpx.AsyncClient) -> str | None
             files={"file": ("chaos.bin", data, "application/octet-stream")},
         )  # fmt: skip
     except (OSError, httpx.HTTPError) as error:
-        load.history.add(spec.name, spec.user, "upload_error", room=spec.room, status=None,
+        load.history.record(spec.name, spec.user, "upload_error", room=spec.room, status=None,
                          code=type(error).__name__)  # fmt: skip
         return None
     if answer.status_code == 201:
         upload = answer.json()["upload"]
-        load.history.add(
+        load.history.record(
             spec.name, spec.user, "upload_ok", room=spec.room, upload=upload["id"],
             url=upload["url"], sha256=hashlib.sha256(data).hexdigest(),
         )  # fmt: skip
         return upload["id"]
-    load.history.add(spec.name, spec.user, "upload_error", room=spec.room,
+    load.history.record(spec.name, spec.user, "upload_error", room=spec.room,
                      status=answer.status_code, code=_error_code(answer))  # fmt: skip
     return None
 

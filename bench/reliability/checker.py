@@ -5,19 +5,25 @@
 
 Proves, per room (the history format is in history.py):
 
+- ``log``: the log itself holds each seq of a room once, from 1 to its last, no gap;
 - ``acked``: every acknowledged write is in the log exactly once, by (room, user,
   client_id), at the seq the ack gave;
 - ``indeterminate``: no write answered with an error or lost in flight is in the log twice;
+  a write answered ``unavailable`` whose row was made before that answer (the log's
+  ``created_at``, when it has one) is counted as ``unavailable_committed``: not a false
+  ack, but a refusal that only a client retrying with its ``client_id`` sees through;
 - ``connections``: every live connection (ws, sse, poll) saw an ordered run of seqs
   without a duplicate or a gap, starting right after its ``since`` when it gave one, and
-  only seqs the log has; inbox and IRC connections (which carry several rooms and not every
-  event) must not repeat or reorder a room's seqs;
+  only seqs the log has, each the log's event when the client noted which
+  (``event_id`` = ``user/client_id``); inbox and IRC connections (which carry several
+  rooms and not every event) must not repeat or reorder a room's seqs;
 - ``access``: no client opened, or saw an event of, a room it may not read;
 - ``caught_up``: every connection closed with reason ``end`` saw its room's last seq.
 
 ``rooms`` (JSON): slug -> ``null`` for a room anyone may read, or the list of its members.
 Rooms absent from it are taken as public. The log: rows ``{"room", "seq", "kind", "user",
-"client_id"}`` as JSON Lines, or read straight from the database (``--database``).
+"client_id"}`` (and optionally ``created_at``, epoch seconds) as JSON Lines, or read
+straight from the database (``--database``).
 Prints the report as JSON, then a summary; exits 1 on any violation.
 """
 
@@ -39,11 +45,14 @@ else:
 
 Access = dict[str, "set[str] | None"]
 LIVE_DOORS = ("ws", "sse", "poll")
+# {epoch}: created_at as epoch seconds, in each database's own words.
 _LOG_QUERY = (
-    "SELECT r.slug, m.seq, m.kind, u.username, m.client_id FROM chat_message m "
+    "SELECT r.slug, m.seq, m.kind, u.username, m.client_id, {epoch} FROM chat_message m "
     "JOIN chat_room r ON r.id = m.room_id LEFT JOIN auth_user u ON u.id = m.user_id "
     "ORDER BY r.slug, m.seq"
 )
+_SQLITE_EPOCH = "(julianday(m.created_at) - 2440587.5) * 86400.0"
+_POSTGRES_EPOCH = "EXTRACT(EPOCH FROM m.created_at)::float8"
 MAX_LISTED = 50  # problems listed per check; all are counted
 
 
@@ -54,13 +63,13 @@ def read_log(database_url: str) -> list[dict]:
 
         path = database_url.removeprefix("sqlite:///")
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            rows = conn.execute(_LOG_QUERY).fetchall()
+            rows = conn.execute(_LOG_QUERY.format(epoch=_SQLITE_EPOCH)).fetchall()
     else:
         import psycopg
 
         with psycopg.connect(database_url, connect_timeout=10) as conn:
-            rows = conn.execute(_LOG_QUERY).fetchall()
-    keys = ("room", "seq", "kind", "user", "client_id")
+            rows = conn.execute(_LOG_QUERY.format(epoch=_POSTGRES_EPOCH)).fetchall()
+    keys = ("room", "seq", "kind", "user", "client_id", "created_at")
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
@@ -88,16 +97,26 @@ def check(records: Iterable[dict], log: list[dict], access: Access) -> dict:
     """The report: ``ok``, ``counts`` and ``violations`` per check, ``problems`` listed."""
     report = _Report()
     by_cid: dict[tuple, list[int]] = defaultdict(list)
-    log_seqs: dict[str, set[int]] = defaultdict(set)
+    log_rows: dict[str, dict[int, dict]] = defaultdict(dict)
     last_seq: dict[str, int] = defaultdict(int)
     for row in log:
-        log_seqs[row["room"]].add(row["seq"])
-        last_seq[row["room"]] = max(last_seq[row["room"]], row["seq"])
+        room, seq = row["room"], row["seq"]
+        if seq in log_rows[room]:
+            report.bad("log", f"{room}: seq {seq} twice")
+        log_rows[room][seq] = row
+        last_seq[room] = max(last_seq[room], seq)
         if row.get("client_id"):
-            by_cid[(row["room"], row["user"], row["client_id"])].append(row["seq"])
+            by_cid[(room, row["user"], row["client_id"])].append(seq)
+    for room, top in last_seq.items():
+        missing = [seq for seq in range(1, top + 1) if seq not in log_rows[room]]
+        if missing:
+            report.bad("log", f"{room}: no event at seqs {missing[:10]}")
+        else:
+            report.ok("log", "rooms")
 
     acks: dict[tuple, list[int]] = defaultdict(list)
     doubtful: set[tuple] = set()
+    refused_at: dict[tuple, float] = {}  # answered `unavailable`: when (the first time)
     conns: dict[str, dict] = {}
     intruders: dict[str, dict] = {}  # conn -> its open, of a room its user may not read
     for rec in records:
@@ -105,7 +124,10 @@ def check(records: Iterable[dict], log: list[dict], access: Access) -> dict:
         if kind == "ack":
             acks[(rec["room"], rec["user"], rec["client_id"])].append(rec["seq"])
         elif kind in ("send_error", "send_lost"):
-            doubtful.add((rec["room"], rec["user"], rec["client_id"]))
+            key = (rec["room"], rec["user"], rec["client_id"])
+            doubtful.add(key)
+            if rec.get("code") == "unavailable" and rec.get("t") is not None:
+                refused_at.setdefault(key, rec["t"])
         elif kind == "open":
             conns[rec["conn"]] = {**rec, "seqs": defaultdict(list), "end": False}
             if not _readable(access, rec["room"], rec["user"]):
@@ -126,6 +148,8 @@ def check(records: Iterable[dict], log: list[dict], access: Access) -> dict:
             else:
                 report.ok("access", "events")
             conn["seqs"][rec["room"]].append(rec["seq"])
+            if rec.get("event_id") is not None:
+                _check_identity(report, rec, log_rows[rec["room"]].get(rec["seq"]))
         elif kind == "close" and rec["conn"] in conns:
             conns[rec["conn"]]["end"] = rec.get("reason") == "end"
             opened = intruders.pop(rec["conn"], None)
@@ -161,10 +185,15 @@ def check(records: Iterable[dict], log: list[dict], access: Access) -> dict:
             report.bad("indeterminate", f"{key[0]} {key[1]} {key[2]}: {n} times in the log")
         else:
             report.ok("indeterminate", "in_log" if n else "absent")
+    for key, when in refused_at.items():
+        rows = [log_rows[key[0]][seq] for seq in by_cid.get(key, [])]
+        if any(r.get("created_at") is not None and r["created_at"] < when for r in rows):
+            report.ok("indeterminate", "unavailable_committed")
     for key, seqs in by_cid.items():
         if len(seqs) > 1 and key not in acks and key not in doubtful:
             report.bad("indeterminate", f"{key}: one client_id, {len(seqs)} rows {seqs}")
 
+    log_seqs = {room: rows.keys() for room, rows in log_rows.items()}
     for conn_id, conn in conns.items():
         _check_connection(report, conn_id, conn, log_seqs, last_seq)
     violations = sum(report.violations.values())
@@ -177,6 +206,18 @@ def check(records: Iterable[dict], log: list[dict], access: Access) -> dict:
         "rooms": {room: last_seq[room] for room in sorted(last_seq)},
         "problems": dict(report.problems),
     }
+
+
+def _check_identity(report: _Report, rec: dict, row: dict | None) -> None:
+    """The event a client got at a seq is the log's event there (``user/client_id``)."""
+    if row is None:
+        return  # a seq the log lacks: _check_connection reports it
+    if rec["event_id"] != f"{row['user']}/{row['client_id']}":
+        report.bad(
+            "connections",
+            f"{rec['client']} {rec['conn']}: got {rec['event_id']} at {rec['room']}#{rec['seq']},"
+            f" the log has {row['user']}/{row['client_id']}",
+        )
 
 
 def _check_connection(report: _Report, conn_id: str, conn: dict, log_seqs, last_seq) -> None:
@@ -197,7 +238,7 @@ def _check_connection(report: _Report, conn_id: str, conn: dict, log_seqs, last_
             missing = sorted(set(expected) - set(seqs))
             report.bad("connections", f"{who} {room}: gap, missing {missing[:10]}")
             continue
-        phantom = [s for s in seqs if s not in log_seqs[room]]
+        phantom = [s for s in seqs if s not in log_seqs.get(room, ())]
         if phantom:
             report.bad("connections", f"{who} {room}: seqs not in the log {phantom[:10]}")
             continue
@@ -224,15 +265,9 @@ def load_access(path: str | Path | None) -> Access:
     return {slug: (None if members is None else set(members)) for slug, members in raw.items()}
 
 
-def check_files(history_path: str | Path, log_path: str | Path, access: Access) -> dict:
-    """The entry point for the chaos run: one history file, the log as JSON Lines."""
-    log = list(history_format.read([log_path]))
-    return check(history_format.read([history_path]), log, access)
-
-
 def summary(report: dict) -> str:
     lines = [f"checker: {'OK' if report['ok'] else 'VIOLATIONS'}; {report['log_events']} events"]
-    for name in ("acked", "indeterminate", "connections", "access", "caught_up"):
+    for name in ("log", "acked", "indeterminate", "connections", "access", "caught_up"):
         counts = report["counts"].get(name, {})
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing"
         lines.append(f"  {name:14} {shown}; violations {report['violations'].get(name, 0)}")

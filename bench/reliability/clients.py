@@ -59,8 +59,10 @@ class _Client:
     def _event(self, ev: Any) -> None:
         if isinstance(ev, dict) and ev.get("type") in DURABLE and "seq" in ev:
             self.last_seq = max(self.last_seq, ev["seq"])
+            noted = ev["type"] == "message" and ev.get("client_id") is not None
             self._rec("event", room=ev.get("room", self.room), conn=self.conn, seq=ev["seq"],
-                      event_id=ev.get("id"), type=ev["type"])  # fmt: skip
+                      event_id=f"{ev.get('user')}/{ev['client_id']}" if noted else None,
+                      type=ev["type"])  # fmt: skip
 
     def new_cid(self) -> str:
         return f"{self.client}-{next(_cids)}"

@@ -16,6 +16,8 @@ reads
   "since": N|null}``                                               the server accepted it
   ``{"kind": "refused", "room": slug, "door": ..., "status": int|str}`` it did not
   ``{"kind": "event", "room": slug, "conn": id, "seq": N, "event_id": ..., "type": ...}``
+  ``event_id`` is ``"<user>/<client_id>"`` of a message event (what the log row at that
+  seq must hold), or ``null`` when the client did not note it;
   ``{"kind": "close", "conn": id, "reason": ...}``; reason ``"end"`` means the client
   stayed to the end of the run and drained: it must then have seen its room's last seq.
 
@@ -68,8 +70,14 @@ class History:
             self._buffer.clear()
 
     def close(self) -> None:
-        self.flush()
-        self._file.close()
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+    def records(self) -> Iterator[dict]:
+        """Every record written, in order (closes the writer: one pass over the file)."""
+        self.close()
+        return read([self.path])
 
 
 def read(paths: Iterable[str | Path]) -> Iterator[dict]:

@@ -38,18 +38,18 @@ def clean_history() -> list[dict]:
     return [
         rec("open", room="lobby", conn="c1", door="ws", since=None),
         rec("send", room="lobby", client_id="a1"),
-        rec("event", room="lobby", conn="c1", seq=1, event_id=None, type="message"),
+        rec("event", room="lobby", conn="c1", seq=1, event_id="alice/a1", type="message"),
         rec("ack", room="lobby", client_id="a1", seq=1),
         rec("event", room="lobby", conn="c1", seq=2, event_id=None, type="message"),
         rec("close", conn="c1", reason="left"),
         rec("open", room="lobby", conn="c2", door="sse", since=2),
-        rec("event", room="lobby", conn="c2", seq=3, event_id="3", type="edited"),
+        rec("event", room="lobby", conn="c2", seq=3, event_id=None, type="edited"),
         rec("close", conn="c2", reason="end"),
         rec("send", room="lobby", client="bob-poll", user="bob", client_id="b1"),
         rec("send_lost", room="lobby", client="bob-poll", user="bob", client_id="b1"),
         rec("send", room="lobby", client="bob-poll", user="bob", client_id="b9"),
         rec("send_error", room="lobby", client="bob-poll", user="bob", client_id="b9",
-            code="unavailable"),
+            code="unavailable", t=50.0),
         rec("refused", room="secret", client="bob-ws", user="bob", door="ws", status=403),
         rec("open", room="secret", conn="c3", door="poll", since=0),
         rec("event", room="secret", conn="c3", seq=1, event_id=None, type="message"),
@@ -181,7 +181,7 @@ def run_files(tmp_path):
             "CREATE TABLE chat_room (id INTEGER PRIMARY KEY, slug TEXT);"
             "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username TEXT);"
             "CREATE TABLE chat_message (id INTEGER PRIMARY KEY, room_id INT, seq INT,"
-            " kind TEXT, user_id INT, client_id TEXT);"
+            " kind TEXT, user_id INT, client_id TEXT, created_at TEXT);"
             "INSERT INTO chat_room VALUES (1, 'lobby'), (2, 'secret');"
             "INSERT INTO auth_user VALUES (1, 'alice'), (2, 'bob');"
         )
@@ -212,9 +212,28 @@ def test_command_line_reads_sqlite_and_exits_by_verdict(run_files, tmp_path):
     assert "connections" in json.loads(done.stdout)["violations"]
 
 
-def test_check_files_entry_point(run_files, tmp_path):
-    hist, _db, _rooms = run_files
-    log = tmp_path / "log.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in log_rows()))
-    assert checker.check_files(hist, log, {"lobby": None, "secret": {"alice"}})["ok"]
-    assert not checker.check_files(hist, log, {"lobby": None, "secret": {"bob"}})["ok"]
+def test_a_gap_or_a_repeat_in_the_log_itself():
+    rows = log_rows()
+    broken("log", clean_history(), [*rows, {**rows[3], "client_id": None}])  # secret#1 twice
+    gap = [*rows, {"room": "secret", "seq": 3, "kind": "message", "user": "alice",
+                   "client_id": None}]  # fmt: skip
+    broken("log", clean_history(), gap)  # secret has 1 and 3
+
+
+def test_an_event_that_is_not_the_logs_event_at_its_seq():
+    history = clean_history()
+    history[2] = rec("event", room="lobby", conn="c1", seq=1, event_id="bob/b1", type="message")
+    broken("connections", history)
+
+
+def test_unavailable_for_a_write_that_committed_is_counted_not_failed():
+    log = [*log_rows(), {"room": "lobby", "seq": 4, "kind": "message", "user": "bob",
+                         "client_id": "b9", "created_at": 49.0}]  # fmt: skip
+    history = clean_history()
+    history.insert(8, rec("event", room="lobby", conn="c2", seq=4, event_id=None, type="m"))
+    report = checker.check(history, log, ACCESS)
+    assert report["ok"], report["problems"]
+    assert report["counts"]["indeterminate"]["unavailable_committed"] == 1
+    later = [*log[:-1], {**log[-1], "created_at": 51.0}]  # committed by a retry after it
+    report = checker.check(history, later, ACCESS)
+    assert "unavailable_committed" not in report["counts"]["indeterminate"]
