@@ -10,7 +10,9 @@
   (10 to 10,000) per server, log-log;
 - ``memory.png``: server RSS and RSS per connection against idle connections held (up to
   100k), from bench/idle.py's steps;
-- ``workers.png``: CPU per 1000 deliveries and throughput, one worker against two.
+- ``workers.png``: CPU per 1000 deliveries and throughput, one worker against two;
+- ``scenario.png``: the many-room ladder, delivery p99 and server CPU against the message
+  rate per server, with the 100 ms line.
 
 A chart whose data the run lacks is not drawn. matplotlib with the Agg backend (no display).
 """
@@ -176,7 +178,39 @@ def workers(phases: dict, path: Path) -> bool:
     return True
 
 
-CHARTS = {"latency_cdf": latency_cdf, "sweep": sweep, "memory": memory, "workers": workers}
+def scenario(phases: dict, path: Path) -> bool:
+    runs = [r for r in (phases.get("scenario") or {}).get("runs", []) if r.get("steps")]
+    if not runs:
+        return False
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for run in runs:
+        steps = run["steps"]
+        rates = [s["rate_target"] for s in steps]
+        style = _style(run["server"]) | {"label": f"{run['server']} ({run['users']:,} users)"}
+        left.plot(rates, [s["p99_ms"] for s in steps], **style)
+        right.plot(rates, [s["server_cpu_share"] * 100 for s in steps], **style)
+    left.axhline(100, color="#2ca02c", linestyle="--", linewidth=1, label="p99 limit, 100 ms")
+    _log_x(left)
+    _log_x(left, "y")
+    left.set_title("Delivery latency p99 against the message rate")
+    left.set_ylabel("p99 ms (send to read)")
+    _log_x(right)
+    right.set_ylim(0, 105)
+    right.set_title("Server CPU against the message rate")
+    right.set_ylabel("server CPU, % of one core")
+    for ax in (left, right):
+        ax.set_xlabel("messages per second, all rooms")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+CHARTS = {"latency_cdf": latency_cdf, "sweep": sweep, "memory": memory, "workers": workers,
+          "scenario": scenario}  # fmt: skip
 
 
 def make_charts(results: dict, out_dir: Path) -> dict[str, Path]:

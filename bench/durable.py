@@ -49,6 +49,43 @@ def machine_busy() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def services_cpu() -> dict:
+    """CPU seconds used so far by the PostgreSQL server's processes (every process named
+    ``postgres``) and by Redis, with Redis's command count: read before and after a run,
+    they give what one committed message costs each service (capacity, docs/CAPACITY.md)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pg = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+            fields = text[text.rindex(")") + 2 :].split()
+            pg += (int(fields[11]) + int(fields[12])) / tick
+    out = {"postgres_cpu_s": pg}
+    try:
+        import redis
+
+        info = redis.Redis.from_url(REDIS_URL).info()
+        out |= {"redis_cpu_s": info["used_cpu_user"] + info["used_cpu_sys"],
+                "redis_commands": info["total_commands_processed"]}  # fmt: skip
+    except Exception:  # no Redis (a SQLite run needs none)
+        pass
+    return out
+
+
+def per_message(before: dict, after: dict, committed: int) -> dict:
+    """Each service's CPU microseconds (and Redis commands) per committed message."""
+    out = {}
+    for key, label, scale in (("postgres_cpu_s", "postgres_cpu_us_per_message", 1e6),
+                              ("redis_cpu_s", "redis_cpu_us_per_message", 1e6),
+                              ("redis_commands", "redis_commands_per_message", 1)):  # fmt: skip
+        if key in before and key in after and committed:
+            out[label] = round((after[key] - before[key]) * scale / committed, 2)
+    return out
+
+
 class DurableSender(Sender):
     """Keeps ``window`` sends in flight: every ack lets one more go."""
 
@@ -113,6 +150,7 @@ async def _run(
     errors0 = sum(s.errors for s in connections)
     cpu0 = server.cpu()
     busy0 = machine_busy()
+    services0 = services_cpu()
     started = time.monotonic()
     await asyncio.sleep(duration)
     elapsed = time.monotonic() - started
@@ -120,6 +158,7 @@ async def _run(
     errors1 = sum(s.errors for s in connections)
     cpu1 = server.cpu()
     busy1 = machine_busy()
+    services1 = services_cpu()
     for sender in connections:
         sender.running = False
     await asyncio.sleep(0.5)
@@ -135,6 +174,9 @@ async def _run(
         "errors": errors1 - errors0,
         "error_samples": samples,
         "server_cpu_s": round(cpu1 - cpu0, 3),
+        "server_cpu_us_per_message": round((cpu1 - cpu0) * 1e6 / max(committed, 1), 1),
+        # The services' own cost (durable() keeps those the run used).
+        **per_message(services0, services1, committed),
         # Busy cores of the whole machine (Parley, PostgreSQL, Redis, the client, others).
         "machine_busy_cores": round(
             (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1) * (os.cpu_count() or 1), 2
@@ -192,6 +234,11 @@ def durable(
         finally:
             loop.close()
     data.drop_clones()
+    if not extra:  # this run used no Redis
+        result.pop("redis_cpu_us_per_message", None)
+        result.pop("redis_commands_per_message", None)
+    if data.engine != "postgres":
+        result.pop("postgres_cpu_us_per_message", None)
     return {
         "test": "durable",
         "db": data.engine,

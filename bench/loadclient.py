@@ -234,10 +234,14 @@ class WSReceiver(Receiver):
                 self.control(opcode, buf[start:end])
             pos = end
         if pos:
-            found = MARK.findall(buf, 0, pos)
-            if found:
-                self.count(found)
+            self.frames(buf, pos)
         self.buf = buf[pos:] if pos < size else b""
+
+    def frames(self, buf: bytes, end: int) -> None:
+        """The whole frames in ``buf[:end]`` (a subclass may read more than the markers)."""
+        found = MARK.findall(buf, 0, end)
+        if found:
+            self.count(found)
 
     def control(self, opcode: int, payload: bytes) -> None:
         if opcode == 0x9:  # ping -> pong with the same payload

@@ -228,14 +228,12 @@ class Runner:
 
     def scenario(self) -> dict:
         cfg = self.cfg
-        out = call_external(
+        return call_external(
             "scenario", "run_scenario", servers=("parley", "daphne"),
             users=cfg["scenario_users"], rooms=cfg["scenario_rooms"], per_user=5,
             rates=tuple(cfg["scenario_rates"]), duration=cfg["scenario_seconds"],
-            peer_users=cfg["scenario_peer_users"], peer_rates=(5.0, 10.0, 20.0, 40.0, 80.0),
+            peer_users=cfg["scenario_peer_users"], peer_rates=tuple(cfg["scenario_peer_rates"]),
         )  # fmt: skip
-        out["targets"] = scenario_targets(out)
-        return out
 
     def http(self) -> dict:
         if shutil.which("wrk") is None:
@@ -303,31 +301,3 @@ def _line(result: dict) -> str:
     from wsload import summary
 
     return summary(result)
-
-
-def scenario_targets(out: dict) -> list[dict]:
-    """Issue 14 part 1's goals from a scenario result: Parley's best rate at p99 <= 100 ms
-    at least 20x the peer's (as delivered events per second), and at least 12,500
-    delivered events per second per server core (room deliveries and inbox frames)."""
-    targets = []
-    best = {run["server"]: run.get("best") for run in out.get("runs", [])}
-    parley, peer = best.get("parley"), best.get("daphne-memory")
-
-    def events_per_s(step: dict) -> float:
-        seconds = step["sent"] / max(step["rate_achieved"], 1e-9)
-        return step["deliveries_per_s"] + step.get("inbox_events", 0) / max(seconds, 1e-9)
-
-    if parley and not peer:
-        targets.append({"target": "many rooms: Daphne kept p99 <= 100 ms at no rate tried "
-                        "(5 msgs/s and up)", "value": 0.0, "limit": 0.0, "met": True})  # fmt: skip
-    if parley and peer:
-        ratio = events_per_s(parley) / max(peer["deliveries_per_s"], 1e-9)
-        targets.append({"target": "many rooms: best delivered events/s at p99 <= 100 ms, "
-                        ">= 20x Daphne", "value": round(ratio, 2), "limit": 20.0,
-                        "met": ratio >= 20.0})  # fmt: skip
-    if parley:
-        per_core = events_per_s(parley) / max(parley["server_cpu_share"], 1e-9)
-        targets.append({"target": "many rooms: delivered events/s per server core at the best "
-                        "rate >= 12,500", "value": round(per_core), "limit": 12500.0,
-                        "met": per_core >= 12500.0})  # fmt: skip
-    return targets

@@ -19,6 +19,7 @@ CHART_TITLES = {
     "sweep": "Fan-out throughput and CPU per delivery against receivers",
     "memory": "Server memory against idle connections",
     "workers": "One worker against two (CPU per delivery, throughput)",
+    "scenario": "Many rooms: delivery p99 and server CPU against the message rate",
 }
 
 
@@ -167,12 +168,16 @@ def report(
     if du:
         rows = [[k, v["db"], v["workers"], v["senders"], v["rooms"], v["window"],
                  v["committed_per_s"], v["errors"], v["server_cpu_s"],
-                 v.get("machine_busy_cores")]
+                 v.get("machine_busy_cores"), v.get("server_cpu_us_per_message"),
+                 v.get("postgres_cpu_us_per_message"), v.get("redis_cpu_us_per_message"),
+                 v.get("redis_commands_per_message")]
                 for k, v in du.items()]  # fmt: skip
         out += ["", "## Durable sends (committed = acked messages per second)", ""]
         out += _table(["run", "db", "workers", "senders", "rooms", "window/sender",
                        "committed msgs/s", "errors", "Parley CPU s",
-                       "machine busy cores (of 2)"], rows)  # fmt: skip
+                       "machine busy cores (of 2)", "Parley CPU us/msg",
+                       "PostgreSQL CPU us/msg", "Redis CPU us/msg", "Redis commands/msg"],
+                      rows)  # fmt: skip
     ht = p.get("http")
     if ht:
         out += _http_section(ht)
@@ -268,11 +273,46 @@ def issue14_sections(p: dict) -> list[str]:
                     for n, r in idle["runs"].items()}  # fmt: skip
         out += ["", f"Summary: `{json.dumps(extra)}`; idle: `{json.dumps(idle_cpu)}`"]
     out += _features_section(p.get("features"))
-    sc = p.get("scenario")
-    if sc:
-        shown = {k: v for k, v in sc.items() if k != "targets" and not isinstance(v, list)}
-        out += ["", "## Many rooms, many users (bench/scenario.py)", "", "```",
-                json.dumps(shown, indent=1, default=str)[:6000], "```"]  # fmt: skip
+    out += _scenario_section(p.get("scenario"))
+    return out
+
+
+def _scenario_section(sc: dict | None) -> list[str]:
+    """The many-room ladder: one row per rate, per server, up to its first failing rate."""
+    if not sc or not sc.get("runs"):
+        return []
+    out = ["", "## Many rooms, many users (bench/scenario.py)", ""]
+    for run in sc["runs"]:
+        shape = "a socket per room per user, messages only"
+        if run.get("inbox_sockets"):
+            shape = "an inbox and one open room socket per user, 3 typing events per message"
+        if any("reconnects" in st for st in run.get("steps", [])):
+            shape += ", 1% of room readers resuming with since each second"
+        out.append(f"- {run['server']}: {run['users']} users, {run['rooms']} rooms (largest"
+                   f" {run['largest_room']}), {run['per_user']} rooms each; {shape};"
+                   f" {run['sockets']} sockets opened in {run['connect_s']} s"
+                   f" ({run['connect_cpu_ms_per_socket']} ms CPU each)")  # fmt: skip
+    out.append("")
+    rows = []
+    for run in sc["runs"]:
+        for st in run.get("steps", []):
+            churn = (f"{st['reconnects']} ({st['reconnects_with_since']} with since),"
+                     f" p99 {_fmt(st['reconnect_p99_ms'])} ms"
+                     if "reconnects" in st else "")  # fmt: skip
+            rows.append([run["server"], st["rate_target"], st["rate_achieved"],
+                         st["deliveries_per_message"],
+                         f"{st['lost']} / {st['duplicated']} / {st['out_of_order']}",
+                         st["p50_ms"], st["p99_ms"], st["ack_p99_ms"], st["server_cpu_share"],
+                         st["deliveries_per_s"], st["inbox_events"],
+                         st["cpu_us_per_delivered_event"], churn])  # fmt: skip
+    out += _table(["server", "msgs/s asked", "msgs/s sent", "deliveries per msg",
+                   "lost / dup / disorder", "p50 ms", "p99 ms", "ack p99 ms", "server CPU",
+                   "room deliveries/s", "inbox frames", "CPU us per event", "resumes"],
+                  rows)  # fmt: skip
+    best = sc.get("best_rate", {})
+    out += ["", "Best rate with p99 <= 100 ms and nothing lost: "
+            + ", ".join(f"{k} {v if v is not None else 'none'}" for k, v in best.items())
+            + " msgs/s."]  # fmt: skip
     return out
 
 

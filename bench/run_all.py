@@ -61,7 +61,8 @@ FULL = {
     # 8,000 users (not the 10,000): an inbox and a room socket each plus a sender
     # per room is 16,800 descriptors, under this machine's hard limit of 20,000 per process.
     "scenario_users": 8000, "scenario_rooms": 800, "scenario_peer_users": 1000,
-    "scenario_rates": (50.0, 100.0, 150.0, 225.0, 340.0, 500.0, 750.0),
+    "scenario_rates": (35.0, 50.0, 70.0, 100.0, 140.0, 200.0, 280.0, 400.0, 560.0, 750.0),
+    "scenario_peer_rates": (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0),
     "scenario_seconds": 10.0,
 }  # fmt: skip
 QUICK = {
@@ -71,12 +72,13 @@ QUICK = {
     "http_n": 50, "http_seconds": 1.5,
     "hold_n": 500, "hold_seconds": 1.0,
     "idle_steps": (1000, 3000), "idle_hold": 2.0, "idle_daphne": 0,
-    "workers_n": 200, "workers_rate": 20.0, "workers_seconds": 1.5,
-    "durable_seconds": 1.5, "durable_senders": 8,
+    "workers_n": 200, "workers_rate": 20.0, "workers_seconds": 1.0,
+    "durable_seconds": 1.0, "durable_senders": 8,
     "feature_timeout": 120.0,
     "wrk_seconds": 2.0, "http_rounds": 1, "budget": 290,  # wrk takes whole seconds
-    "scenario_users": 500, "scenario_rooms": 50, "scenario_peer_users": 100,
-    "scenario_rates": (40.0, 120.0), "scenario_seconds": 3.0,
+    "scenario_users": 300, "scenario_rooms": 30, "scenario_peer_users": 100,
+    "scenario_rates": (40.0, 120.0), "scenario_peer_rates": (5.0, 20.0),
+    "scenario_seconds": 3.0,
 }  # fmt: skip
 
 

@@ -9,8 +9,11 @@ Parley's clients are browser-shaped: one inbox stream (``/ws/me/``) and one open
 socket per user, three typing events per message. The peer gets the v1 shape, one socket
 per room per user, messages only. A message's room is drawn in proportion to its size
 (people talk, not rooms: a room of 1000 hears more than a room of 3), and it is sent on
-that room's sender socket (a member's cookie). Latency is send time (in the body) to the
-receiver's read; loss is judged per room connection. Prints one JSON object.
+that room's sender socket (a member's cookie). Each second 1% of Parley's room readers
+drop their socket and resume with ``since`` (``--reconnects``), and the room check runs
+at its default. Latency is send time (in the body) to the receiver's read, a resumed
+reader's replay included; loss is judged per reader over all its connections. Prints one
+JSON object.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import re
 import secrets
 import sys
 import time
+import urllib.request
 
 from common import (
     RESULTS_DIR,
@@ -35,7 +39,7 @@ from common import (
     start_parley,
 )
 from loadclient import Sender, body_marker, new_loop, percentile, upgrade_request
-from scenario_client import Tally, account, open_many, open_receiver
+from scenario_client import Churn, Tally, account, open_many, open_receiver
 from scenario_data import assign, provision, zipf_sizes
 from spy import Spy, summarize
 
@@ -69,7 +73,7 @@ async def _open_sender(loop, port, path, cookie, sent_ns, acks) -> TimedSender:
 
 
 async def _run(
-    server, cookies, members, slugs, rates, duration, typing, seed, profile=None
+    server, cookies, members, slugs, rates, duration, typing, seed, profile=None, churn=0.0
 ) -> dict:
     loop = asyncio.get_running_loop()
     tally = Tally(loop)
@@ -129,6 +133,7 @@ async def _run(
         step, counter = await _step(
             server, tally, receivers, senders, members, rng, rate, duration, typing, counter,
             sent_ns, acks, profile and profile / f"{server.name}-{rate:g}.txt",
+            churn if parley else 0.0,
         )  # fmt: skip
         log(f"{server.name} step: {json.dumps(step)}")
         steps.append(step)
@@ -168,9 +173,14 @@ def ladder(start: float, factor: float, top: float) -> list[float]:
 
 async def _step(
     server, tally, receivers, senders, members, rng, rate, duration, typing, counter,
-    sent_ns, acks, spy_path=None,
+    sent_ns, acks, spy_path=None, churn_share=0.0,
 ) -> tuple[dict, int]:  # fmt: skip
     parley = server.kind == "parley"
+
+    def reopen(old, since: int):
+        path = f"{old.path}?since={since}"
+        return open_receiver(tally, HOST, server.port, path, old.cookie, old.room, True, old)
+
     for receiver in receivers:  # a fresh count per step, late ones from before ignored
         receiver.got.clear()
         receiver.order_errors = 0
@@ -182,7 +192,10 @@ async def _step(
     weights = [len(p) for p in members]
     sent_to: dict[int, list[int]] = {}
     spy = Spy(server.pid, spy_path, duration).start() if spy_path else None
+    gc0 = gc_pauses(server.port) if parley else None
     cpu0, t0, mine0 = server.cpu(), time.monotonic(), time.process_time()
+    churn = Churn(receivers, random.Random(rate), churn_share, reopen) if churn_share else None
+    churning = churn and asyncio.create_task(churn.run(t0 + duration))
     first, interval = counter, 1.0 / rate
     typing_frame = json.dumps({"type": "typing"}).encode()
     while time.monotonic() - t0 < duration:
@@ -199,10 +212,13 @@ async def _step(
         if lag > 0:
             await asyncio.sleep(lag)
     send_s = time.monotonic() - t0
+    if churning:
+        await churning
     expected = sum(len(v) for v in sent_to.values())
     await _drain(tally, receivers)
     cpu = server.cpu() - cpu0
     wall = time.monotonic() - t0
+    gc1 = gc_pauses(server.port) if parley else None
     # All clients share this one process: near 1.0 it, not the server, sets the latency.
     client_share = round((time.process_time() - mine0) / wall, 3)
     lat, ack = sorted(tally.latency), sorted(acks)
@@ -232,8 +248,31 @@ async def _step(
         "deliveries_per_message": round(loss["expected"] / max(expected, 1), 1),
         "inbox_events": inbox_events,
         "cpu_us_per_delivered_event": round(cpu / max(events, 1) * 1e6, 2),
+        **(_churned(churn) if churn else {}),
+        **({"gc_pause_s": {g: round(gc1[g] - gc0[g], 4) for g in gc1}} if gc1 and gc0 else {}),
         **({"profile": hot} if hot else {}),
     }, counter
+
+
+def gc_pauses(port: int) -> dict[str, float] | None:
+    """Parley's seconds in cyclic GC so far, by generation (its /metrics, from loopback)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    found = re.findall(r'^parley_gc_pause_seconds_total\{generation="(\d)"\} (\S+)$', text, re.M)
+    return {generation: float(value) for generation, value in found}
+
+
+def _churned(churn: Churn) -> dict:
+    ms = sorted(churn.handshake_ms)
+    return {
+        "reconnects": churn.done,
+        "reconnects_failed": churn.failed,
+        "reconnects_with_since": churn.resumed_with_seq,
+        "reconnect_p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 1) if ms else None,
+    }
 
 
 async def _drain(tally, receivers, quiet: float = 1.0, limit: float = 15.0) -> None:
@@ -260,10 +299,12 @@ def run_scenario(
     seed: int = 1,
     profile: bool = False,
     peer_rates: tuple[float, ...] | None = None,
+    reconnects: float = 0.01,
 ) -> dict:
     """Each of ``servers`` (a fresh one each) at each of ``rates`` msgs/s in turn, on the
     same connections, up to the first rate that fails ``step_passes``; the peer climbs
-    ``peer_rates`` (default: ``rates``), which start lower: it fails far sooner."""
+    ``peer_rates`` (default: ``rates``), which start lower: it fails far sooner. Each
+    second ``reconnects`` of Parley's room readers drop and resume with ``since``."""
     pin_client()
     raise_fd_limit()
     workdir = RESULTS_DIR / "scenario"
@@ -286,10 +327,8 @@ def run_scenario(
                     db_url, data.static_root, workdir, [f"u{tag}-{i}" for i in range(n)], slugs,
                     members,
                 )  # fmt: skip
-                server = start_parley(
-                    workdir, db_url, data.static_root,
-                    extra_env={"CHAT_ROOM_CHECK_SECONDS": "3600"},
-                )  # fmt: skip
+                # The room check at its default (every 5 s): its cost is part of the run.
+                server = start_parley(workdir, db_url, data.static_root)
             else:
                 server = start_daphne(workdir, "memory")
             try:
@@ -306,6 +345,7 @@ def run_scenario(
                             typing,
                             seed,
                             workdir / "spy" if profile and name == "parley" else None,
+                            reconnects,
                         )
                     )
                 finally:
@@ -348,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-users", type=int, default=1000)
     parser.add_argument("--servers", default="parley,daphne")
     parser.add_argument("--profile", action="store_true", help="py-spy Parley per step")
+    parser.add_argument(
+        "--reconnects", type=float, default=0.01, help="readers resuming with since, per second"
+    )
     parser.add_argument("--quick", action="store_true", help="1000 users, 100 rooms, 8 s")
     args = parser.parse_args(argv)
     if args.quick:
@@ -356,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = (args.rate,) if args.rate else tuple(ladder(start, factor, top))
     report = run_scenario(
         tuple(args.servers.split(",")), args.users, args.rooms, args.per_user, rates,
-        args.duration, args.peer_users, profile=args.profile,
+        args.duration, args.peer_users, profile=args.profile, reconnects=args.reconnects,
     )  # fmt: skip
     print(json.dumps(report, indent=2))
     return 0

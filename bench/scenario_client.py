@@ -10,10 +10,16 @@ to its room while it was open, so a connection keeps the set of numbers it saw.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 
 from loadclient import WSReceiver, upgrade_request
+
+# A room log event as the server writes it (compact JSON, ``type`` then ``room`` then
+# ``seq``): its seq is where a resume starts. Typing, presence and read frames carry no
+# log seq (a read frame's ``seq`` is someone's read position, not a delivery).
+LOG_SEQ = re.compile(rb'\{"type":"(?:message|edited|reaction|deleted)","room":"[^"]*","seq":(\d+)')
 
 
 class Tally:
@@ -43,6 +49,20 @@ class RoomReceiver(WSReceiver):
         self.got: dict[int, int] = {}  # counter -> times seen
         self.order_errors = 0
         self.opened_ns = 0
+        self.last_seq = 0  # the highest log seq delivered: a resume's ``since``
+
+    def frames(self, buf: bytes, end: int) -> None:
+        if self.counts:
+            seqs = LOG_SEQ.findall(buf, 0, end)
+            if seqs:
+                self.last_seq = max(self.last_seq, int(seqs[-1]))
+        super().frames(buf, end)
+
+    def take_over(self, old: RoomReceiver) -> None:
+        """Continue ``old``'s accounting: a reconnect with ``since`` is the same reader, so
+        what it saw before and after must together be each message once, in order."""
+        self.got, self.last, self.order_errors = old.got, old.last, old.order_errors
+        self.last_seq = old.last_seq
 
     def count(self, found: list) -> None:
         if not self.counts:
@@ -66,14 +86,22 @@ class RoomReceiver(WSReceiver):
 
 
 async def open_receiver(
-    tally: Tally, host: str, port: int, path: str, cookie: str, room: int, counts: bool
-) -> RoomReceiver:
+    tally: Tally, host: str, port: int, path: str, cookie: str, room: int, counts: bool,
+    previous: RoomReceiver | None = None,
+) -> RoomReceiver:  # fmt: skip
+    """A receiver on ``path``; with ``previous``, its accounting continues from the start
+    (a replay can come in the same read as the handshake's answer)."""
     loop = tally.loop
     request = upgrade_request(host, port, path, cookie)
-    _t, receiver = await asyncio.wait_for(
-        loop.create_connection(lambda: RoomReceiver(tally, request, room, counts), host, port),
-        30,
-    )
+
+    def make() -> RoomReceiver:
+        receiver = RoomReceiver(tally, request, room, counts)
+        if previous is not None:
+            receiver.take_over(previous)
+        return receiver
+
+    _t, receiver = await asyncio.wait_for(loop.create_connection(make, host, port), 30)
+    receiver.path, receiver.cookie = path.split("?")[0], cookie  # for a reconnect
     await asyncio.wait_for(receiver.ready, 30)
     receiver.opened_ns = time.time_ns()
     return receiver
@@ -88,6 +116,42 @@ async def open_many(factories: list, concurrency: int = 50) -> list:
             return await make()
 
     return await asyncio.gather(*(one(m) for m in factories))
+
+
+class Churn:
+    """``share`` of the room readers per second drop their socket (no close handshake, as
+    a phone leaving Wi-Fi does) and reconnect with ``since`` = the last log seq they saw;
+    the new socket takes over the old one's accounting, so a replay that loses, repeats
+    or reorders a message shows as loss, duplicates or disorder."""
+
+    def __init__(self, receivers: list, rng, share: float, reopen) -> None:
+        self.receivers, self.rng, self.share, self.reopen = receivers, rng, share, reopen
+        self.room_slots = [i for i, r in enumerate(receivers) if r.counts]
+        self.done = self.failed = self.resumed_with_seq = 0
+        self.handshake_ms: list[float] = []
+
+    async def run(self, stop_at: float) -> None:
+        per_second = max(1, round(self.share * len(self.room_slots)))
+        while time.monotonic() < stop_at:
+            tick = time.monotonic()
+            picks = self.rng.sample(self.room_slots, min(per_second, len(self.room_slots)))
+            await asyncio.gather(*(self._one(i) for i in picks))
+            await asyncio.sleep(max(0.0, tick + 1.0 - time.monotonic()))
+
+    async def _one(self, index: int) -> None:
+        old = self.receivers[index]
+        since = old.last_seq
+        old.transport.abort()  # nothing more reaches ``old`` after this
+        t0 = time.monotonic()
+        try:
+            new = await self.reopen(old, since)
+        except (OSError, TimeoutError, ConnectionError):
+            self.failed += 1
+            return
+        self.handshake_ms.append((time.monotonic() - t0) * 1000)
+        self.receivers[index] = new
+        self.done += 1
+        self.resumed_with_seq += since > 0
 
 
 def account(receivers: list[RoomReceiver], sent_to: dict[int, list[int]]) -> dict:
