@@ -105,6 +105,7 @@ def signed_in(keys: list[str]) -> dict[str, int | None]:
     from django.utils import timezone
     from django.utils.crypto import constant_time_compare
 
+    from chat import tokens
     from chat.live.auth import session_user
 
     def exact(key: str) -> int | None:
@@ -114,8 +115,17 @@ def signed_in(keys: list[str]) -> dict[str, int | None]:
     engine = import_module(settings.SESSION_ENGINE)
     if not keys:
         return {}
+    # Bearer tokens' credential keys (chat/tokens.py), in bulk too; the rest are sessions.
+    credentials = [key for key in keys if tokens.is_credential(key)]
+    by_token = {
+        key: user.id if user is not None else None
+        for key, user in tokens.credential_users(credentials).items()
+    }
+    keys = [key for key in keys if not tokens.is_credential(key)]
+    if not keys:
+        return by_token
     if not issubclass(engine.SessionStore, DatabaseSessions):
-        return {key: exact(key) for key in keys}
+        return by_token | {key: exact(key) for key in keys}
     model = engine.SessionStore.get_model_class()
     decoder = engine.SessionStore()
     now = timezone.now()
@@ -159,4 +169,4 @@ def signed_in(keys: list[str]) -> dict[str, int | None]:
             answer[key] = user.pk
         else:
             answer[key] = exact(key)
-    return answer
+    return by_token | answer

@@ -309,6 +309,30 @@ def test_signed_in_answers_as_session_user_in_two_queries(
 
 
 @pytest.mark.django_db
+def test_signed_in_answers_tokens_in_one_more_query(
+    django_user_model, client, django_assert_max_num_queries
+):
+    """A token's credential key (a client that opened its stream with a bearer token) is
+    answered in bulk too: the room check asks for every live token every 5 s."""
+    from django.utils import timezone
+
+    from chat import tokens
+    from chat.live.inbox_reads import signed_in
+    from chat.models import Token
+
+    ann = django_user_model.objects.create_user("ann", password="pw-check-5521")
+    ben = django_user_model.objects.create_user("ben", password="pw-check-5521")
+    client.force_login(ann)
+    session = client.session.session_key
+    keys = [tokens.credential(tokens.make(user, "t")[1]) for user in (ann, ben, ben)]
+    tokens.revoke(Token.objects.get(user=ben, digest=keys[2].split(":", 1)[1]))
+    Token.objects.update(last_used_at=timezone.now())
+    with django_assert_max_num_queries(3):
+        answer = signed_in([session, *keys])
+    assert answer == {session: ann.pk, keys[0]: ann.pk, keys[1]: ben.pk, keys[2]: None}
+
+
+@pytest.mark.django_db
 def test_member_slugs_and_recount_rooms_are_one_query_each(
     alice, bob, lobby, secret, django_assert_num_queries
 ):

@@ -381,3 +381,42 @@ def test_an_expiry_set_in_the_past_is_a_recheck_not_an_end(
     finally:
         publish.uninstall()
     assert [(c.kind, c.users) for c in heard] == [(ACCOUNTS, (token.user_id,))]
+
+
+# -- many credentials at once (the room check) ------------------------------------------
+
+
+def test_credential_users_answer_as_credential_user_does_one_query_for_all(
+    alice, bob, django_assert_max_num_queries
+):
+    """The room check re-checks every live connection's token: one query for all of them,
+    and the same answer as asking one at a time."""
+    _good, good_secret = tokens.make(alice, "good")
+    revoked, revoked_secret = tokens.make(alice, "revoked")
+    tokens.revoke(revoked)
+    _expired, expired_secret = tokens.make(alice, "expired", timezone.now() - timedelta(seconds=1))
+    _inactive, inactive_secret = tokens.make(bob, "bob's")
+    bob.is_active = False
+    bob.save()
+    keys = [tokens.credential(s) for s in
+            (good_secret, revoked_secret, expired_secret, inactive_secret)]  # fmt: skip
+    keys += [tokens.credential_of_digest("0" * 64), "token:"]  # unknown, empty
+    Token.objects.update(last_used_at=timezone.now())  # none due: nothing to write
+    with django_assert_max_num_queries(1):
+        many = tokens.credential_users(keys)
+    assert many == {key: tokens.credential_user(key) for key in keys}
+    assert many[keys[0]].id == alice.id
+    assert [many[k] for k in keys[1:]] == [None] * 5
+
+
+def test_credential_users_touch_last_used_at_at_most_once_a_minute(alice):
+    token, secret = tokens.make(alice, "script")
+    key = tokens.credential(secret)
+    tokens.credential_users([key])
+    first = Token.objects.get(pk=token.pk).last_used_at
+    assert first is not None
+    tokens.credential_users([key])
+    assert Token.objects.get(pk=token.pk).last_used_at == first
+    Token.objects.filter(pk=token.pk).update(last_used_at=first - tokens.TOUCH_EVERY)
+    tokens.credential_users([key])
+    assert Token.objects.get(pk=token.pk).last_used_at > first
