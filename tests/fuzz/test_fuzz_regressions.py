@@ -84,6 +84,19 @@ def test_any_reply_is_cut_to_512_bytes_at_a_character_boundary():
     wire.decode("utf-8")
 
 
+def test_a_close_with_no_status_code_is_echoed_by_an_empty_close():
+    """Found by the hour's run of ``websocket_messages``: not a server bug but the
+    oracle's. RFC 6455 5.5.1 lets a close frame carry no code; the server's answer to one
+    is an empty close too (never the code 1005 on the wire, which no frame may carry)."""
+    live, clock, _store, _hub = new_live()
+    peer = harness().WSPeer(live).open("lobby", session="sk")
+    clock.advance(0)
+    peer.channel.dataReceived(b"\x88\x80" + b"\x00" * 4)  # masked, no payload
+    clock.advance(1)
+    assert peer.transport.value().endswith(b"\x88\x00")
+    assert peer.transport.disconnecting
+
+
 def test_a_frame_whose_type_is_a_list_is_answered_as_malformed():
     live, clock, _store, _hub = new_live()
     peer = harness().WSPeer(live).open("lobby", session="sk")
