@@ -436,7 +436,7 @@ def run(args) -> dict:
             "users": args.users,
             "rooms": args.rooms,
             "ramp": min(30.0, args.minutes * 6),
-            "stay": (10.0, 60.0),
+            "stay": tuple(args.stay),
             "interval": args.interval,
             "stop_at": stop_at,
             "final_at": stop_at + 5,
@@ -509,6 +509,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--interval", type=float, default=20.0, help="mean seconds between a client's actions"
     )
+    p.add_argument("--stay", type=float, nargs=2, default=(10.0, 60.0), metavar=("MIN", "MAX"),
+                   help="seconds a client stays on a visit, drawn uniformly")  # fmt: skip
     p.add_argument("--drain", type=float, default=60.0,
                    help="at most this many seconds for the final readers to catch up")  # fmt: skip
     p.add_argument("--sample-seconds", type=float, default=10.0)

@@ -60,8 +60,36 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+# The files that take a minute or more of one worker (pytest --durations, 2026-12-03)
+# start first, so that `make test`'s three workers (--dist loadfile hands out whole files
+# in this order) do not end with one of them still running a long file alone. The first
+# six go out round-robin: the soak and the chaos run (each a server, its clients and a
+# database, two minutes) come third apart, so one worker runs them one after the other
+# rather than two workers at once.
+LONG_FILES = (
+    "tests/reliability/test_short_soak.py",
+    "tests/integration/test_accounts_security.py",
+    "tests/integration/test_webhooks.py",
+    "tests/reliability/test_short_chaos.py",
+    "tests/scale/test_endpoints_workers.py",
+    "tests/integration/test_openapi_schemathesis.py",
+    "tests/unit/test_on_postgres.py",
+    "tests/integration/test_python_client.py",
+    "tests/integration/test_http_hardening.py",
+    "tests/integration/test_irc_listeners.py",
+)
+
+
 def pytest_collection_modifyitems(items):
-    """Browser tests last: they are the slowest, and Playwright's sync API keeps an event
-    loop running in this thread while its browser is open, which the asyncio-based tests
-    cannot share."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    """The long files first (``LONG_FILES``), browser tests last: Playwright's sync API
+    keeps an event loop running in this thread while its browser is open, which the
+    asyncio-based tests cannot share. The sort is stable: within each group, the order
+    of collection (every xdist worker must collect the same order)."""
+
+    def group(item) -> tuple[int, int]:
+        if item.get_closest_marker("browser") is not None:
+            return (2, 0)
+        path = item.nodeid.split("::")[0]
+        return (0, LONG_FILES.index(path)) if path in LONG_FILES else (1, 0)
+
+    items.sort(key=group)
