@@ -28,6 +28,8 @@ import time
 import traceback
 from pathlib import Path
 
+import capacity
+import headline
 from common import (
     BENCH,
     RESULTS_DIR,
@@ -61,7 +63,7 @@ FULL = {
     # 8,000 users (not the 10,000): an inbox and a room socket each plus a sender
     # per room is 16,800 descriptors, under this machine's hard limit of 20,000 per process.
     "scenario_users": 8000, "scenario_rooms": 800, "scenario_peer_users": 1000,
-    "scenario_rates": (35.0, 50.0, 70.0, 100.0, 140.0, 200.0, 280.0, 400.0, 560.0, 750.0),
+    "scenario_rates": (5.0, 10.0, 20.0, 35.0, 50.0, 70.0, 100.0, 140.0, 200.0, 280.0, 400.0),
     "scenario_peer_rates": (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0),
     "scenario_seconds": 10.0,
 }  # fmt: skip
@@ -125,6 +127,9 @@ def write_outputs(results: dict, output: Path, quick: bool, started: float) -> N
     text = report(results, targets, quick=quick, started=started, charts=charts)
     if output.resolve() == RESULTS_MD:
         text = keep_analysis(text, RESULTS_MD.read_text() if RESULTS_MD.exists() else "")
+        if not quick:  # a quick run's N is too small to model capacity from
+            capacity.write(capacity.model(results))
+            headline.write(headline.table(results))
     output.write_text(text)
 
 
