@@ -286,8 +286,8 @@ def _recheck(rooms: dict[str, list[int | None]], sessions: list[str]) -> Recheck
     for slug in rooms:
         info = infos.get(slug)
         answer[slug] = (info, frozenset(by_room.get(info.id, ()) if info else ()))
-    # One query per 5,000 sessions or tokens, not two per connection (the room check
-    # re-checks every live token every 5 s).
+    # A query per 5,000 sessions or tokens, not one or two per credential (the room
+    # check re-checks every live token every 5 s).
     return Recheck(answer, signed_in(list(sessions)))
 
 
