@@ -8,11 +8,13 @@ from parley_testing import ServerProcess
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
-    """One ``serve.py`` for the session (SQLite, DEBUG off, collectstatic done).
+    """One ``serve.py`` for the session (SQLite, DEBUG off, collectstatic done), started
+    as a fresh install (no template: its first start's migrate, lobby and collectstatic
+    are tested on it).
 
     ``.url`` is its base URL, ``.static_root`` its STATIC_ROOT.
     """
-    server = ServerProcess(tmp_path_factory.mktemp("live-server"))
+    server = ServerProcess(tmp_path_factory.mktemp("live-server"), template=False)
     server.start()
     yield server
     server.stop()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +17,40 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 _SERVING = re.compile(r"serving on (http://\S+?)/? ")
+SECRET_KEY = "parley-tests-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+# A fresh serve.py spent about 18 of its 22 s migrating a new SQLite database and
+# collecting STATIC_ROOT (2026-12-03, a loaded machine), the same work for each of the
+# suite's servers. A server whose database and static files are Parley's defaults starts
+# instead from copies of one database migrated (lobby and cache table included) and one
+# STATIC_ROOT collected once per test process: serve.py's own migrate and collectstatic
+# then find nothing to do. Anything that changes the schema or the static files (these
+# variables, ``--settings``, a database of the test's own) gets a fresh start.
+_OWN_SETUP = ("DATABASE_URL", "STATIC_ROOT", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG")
+_template: Path | None = None
+
+
+def _prepared_template() -> Path:
+    """The directory holding the migrated ``db.sqlite3`` and the collected ``static``."""
+    global _template
+    if _template is None:
+        path = Path(tempfile.mkdtemp(prefix="parley-template-"))
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in _OWN_SETUP},
+            "DATABASE_URL": f"sqlite:///{path / 'db.sqlite3'}",
+            "STATIC_ROOT": str(path / "static"),
+            "DJANGO_SECRET_KEY": SECRET_KEY,
+        }
+        script = "from project.prepare import collect_static, migrate; migrate(); collect_static()"
+        done = subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "shell", "-c", script],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"the template's migrate/collectstatic failed:\n{done.stderr}")
+        _template = path
+    return _template
 
 
 class ServerProcess:
@@ -25,7 +62,10 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         database_url: str | None = None,
+        template: bool = True,
     ) -> None:
+        """``template``: start from the prepared database and static files when the setup
+        is Parley's default (see ``_prepared_template``); False: a fresh install."""
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.static_root = workdir / "static"
@@ -36,16 +76,20 @@ class ServerProcess:
             "DATABASE_URL": self.database_url,
             "STATIC_ROOT": str(self.static_root),
             "MEDIA_ROOT": str(workdir / "media"),
-            "DJANGO_SECRET_KEY": "parley-tests-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+            "DJANGO_SECRET_KEY": SECRET_KEY,
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        self._default_setup = (
+            template and database_url is None and not set(env or {}) & set(_OWN_SETUP)
+        )
         self.args = args or []
         self.port: int | None = None
         self.url = ""
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0, port: int = 0) -> ServerProcess:
+        self._from_template()
         # The log is appended to across restarts: only what this start writes counts.
         offset = len(self.log())
         with open(self.log_path, "ab") as log:
@@ -66,6 +110,21 @@ class ServerProcess:
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"serve.py did not start in {timeout}s:\n{self.log()}")
+
+    def _from_template(self) -> None:
+        """Before the first start of a server with Parley's default setup: its database
+        and STATIC_ROOT as copies of the prepared ones (each only if not there yet: a
+        test may have collected or planted files first)."""
+        if not self._default_setup or "--settings" in self.args:
+            return
+        database = self.workdir / "db.sqlite3"
+        if not database.exists():
+            for suffix in ("", "-wal"):  # a WAL not checkpointed yet holds part of it
+                source = _prepared_template() / f"db.sqlite3{suffix}"
+                if source.exists():
+                    shutil.copy2(source, self.workdir / source.name)
+        if not self.static_root.exists():
+            shutil.copytree(_prepared_template() / "static", self.static_root)
 
     # Descriptors the server inherits (a test's systemd-style socket, say).
     pass_fds: tuple[int, ...] = ()
