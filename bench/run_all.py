@@ -111,6 +111,13 @@ def run_phase(runner: Runner, name: str) -> None:
         log(f"   {name} took {results['seconds'][name]:.0f}s")
 
 
+def out_dir(quick: bool) -> Path:
+    """Where a run's charts and JSON go: a quick run's under bench/results/quick/ (not
+    committed), so that ``make bench-quick`` never replaces the full run's, which
+    RESULTS.md, the README and docs/CAPACITY.md are written from."""
+    return RESULTS_DIR / "quick" if quick else RESULTS_DIR
+
+
 def write_outputs(results: dict, output: Path, quick: bool, started: float) -> None:
     """Targets, charts and the report from ``results`` (also what ``--from-json`` does)."""
     targets = evaluate(results)
@@ -119,7 +126,7 @@ def write_outputs(results: dict, output: Path, quick: bool, started: float) -> N
     try:
         from charts import make_charts
 
-        for name, path in make_charts(results, RESULTS_DIR).items():
+        for name, path in make_charts(results, out_dir(quick)).items():
             charts[name] = os.path.relpath(path, output.resolve().parent)
     except ImportError as error:  # matplotlib lives in the bench venv only
         results["errors"]["charts"] = f"no charts: {error}"
@@ -150,10 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", default=(), choices=PHASE_NAMES, metavar="PHASE")
     parser.add_argument("--profile", action="store_true", help="profile misses in --quick too")
     parser.add_argument("--no-profile", action="store_true")
-    parser.add_argument("--output", type=Path, default=RESULTS_MD)
+    parser.add_argument("--output", type=Path, default=None,
+                        help="the report [RESULTS.md; --quick: results/quick/]")  # fmt: skip
     parser.add_argument("--from-json", type=Path, default=None,
                         help="measure nothing: rewrite the report from a run's JSON")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.output is None:
+        quick = args.quick or (
+            args.from_json is not None and json.loads(args.from_json.read_text()).get("quick")
+        )
+        args.output = out_dir(True) / "RESULTS.md" if quick else RESULTS_MD
+        args.output.parent.mkdir(parents=True, exist_ok=True)
     if args.from_json:
         results = json.loads(args.from_json.read_text())
         for miss in list(results.get("profiles", {})):  # re-read: the summary may have improved
@@ -170,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(int(cfg["budget"]))
     raise_fd_limit()
     pin_client()
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out_dir(args.quick).mkdir(parents=True, exist_ok=True)
     workdir = RESULTS_DIR / "work"
     clean_workdir(workdir)
     runner = Runner(cfg, workdir, args.procs, args.quick)
@@ -178,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update(machine=machine(), versions=versions(), config=cfg, quick=args.quick,
                    started=started, procs=args.procs)  # fmt: skip
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
-    json_path = RESULTS_DIR / f"run-{stamp}.json"
+    json_path = out_dir(args.quick) / f"run-{stamp}.json"
     results["json"] = str(json_path.relative_to(BENCH.parent))
     phases = [n for n in (args.only or PHASE_NAMES) if n not in args.skip]
     profile = not args.no_profile and (args.profile or not args.quick)
@@ -203,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     results["minutes"] = (time.time() - started) / 60
     write_outputs(results, args.output, args.quick, started)
     json_path.write_text(dump(results))
-    shutil.copyfile(json_path, LATEST_JSON)
-    log(f"wrote {args.output}, {json_path} and {LATEST_JSON.name}")
+    latest = out_dir(args.quick) / LATEST_JSON.name
+    shutil.copyfile(json_path, latest)
+    log(f"wrote {args.output}, {json_path} and {latest}")
     log("seconds per phase: " + json.dumps(results["seconds"]))
     for t in results["targets"]:
         log(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}: {t['value']}")
