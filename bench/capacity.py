@@ -76,6 +76,7 @@ def costs(results: dict) -> dict:
             "us_per_event": best["cpu_us_per_delivered_event"],
             "us_per_msg": share * CORE_US / best["rate_achieved"],
             "events_per_core_s": _events_per_s(best) / share,
+            "connect_ms": runs["parley"].get("connect_cpu_ms_per_socket"),
         }
     durable = p.get("durable") or {}
     for key in ("sqlite-w1", "postgres-w1", "postgres-w2"):
@@ -146,8 +147,10 @@ def model(results: dict, a: Assumptions = Assumptions()) -> str:
          f"idle ({c.get('idle_held')} held)"),
         ("CPU per idle WebSocket (pings included)", f"{_n(c.get('idle_us_per_s'), 2)} us/s",
          "idle"),
-        ("CPU per connect (handshake, session, room join)", f"{_n(c.get('connect_ms'), 2)} ms",
-         "idle, last step"),
+        ("CPU per connect, anonymous WebSocket to a public room",
+         f"{_n(c.get('connect_ms'), 2)} ms", "idle, last step"),
+        ("CPU per connect, signed in (an inbox or a room, with its reads)",
+         f"{_n(sc and sc['connect_ms'], 2)} ms", "scenario's connect phase"),
         ("Parley CPU per durable send, SQLite / PostgreSQL",
          f"{_n(get(c, 'sqlite-w1', 'server_cpu_us_per_message'))} / "
          f"{_n(get(c, 'postgres-w1', 'server_cpu_us_per_message'))} us", "durable"),
@@ -197,8 +200,8 @@ def _one_of_each(c: dict, a: Assumptions) -> list[str]:
             f"({_n(a.utilisation * CORE_US / sc['us_per_msg'])} msgs/s, "
             f"{_n(a.utilisation * sc['events_per_core_s'])} delivered events/s at the "
             f"scenario's room sizes); {_n(a.utilisation * CORE_US / c['idle_us_per_s'])} idle "
-            f"sockets by CPU | CPU: messages x deliveries. Memory only at "
-            f"{_n(users_mem)} users per {a.memory_gib:g} GiB |"
+            f"sockets by CPU | CPU: messages x deliveries. The sockets' memory only at "
+            f"{_n(users_mem)} users per {a.memory_gib:g} GiB (the rooms' rings aside) |"
         )
     pg = get(c, "postgres-w1", "postgres_cpu_us_per_message")
     if pg:
