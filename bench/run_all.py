@@ -70,16 +70,18 @@ FULL = {
 QUICK = {
     "fanout_n": 200, "fanout_seconds": 2.0, "window_fast": 20, "window_peer": 3,
     "latency_n": 200, "latency_rate": 10.0, "latency_seconds": 3.0,
-    "sweep_sizes": (10, 100, 1000), "sweep_peer_max": 100, "sweep_seconds": 1.0,
+    "sweep_sizes": (10, 1000), "sweep_peer_max": 100, "sweep_seconds": 1.0,
     "http_n": 50, "http_seconds": 1.5,
     "hold_n": 500, "hold_seconds": 1.0,
     "idle_steps": (1000, 3000), "idle_hold": 2.0, "idle_daphne": 0,
     "workers_n": 200, "workers_rate": 20.0, "workers_seconds": 1.0,
     "durable_seconds": 1.0, "durable_senders": 8,
     "feature_timeout": 120.0,
-    "wrk_seconds": 2.0, "http_rounds": 1, "budget": 290,  # wrk takes whole seconds
+    # Trimmed on 2026-12-03, when a slow machine's quick run spent its budget before the
+    # http phase: whole-second wrk runs, two sweep sizes, one peer rate.
+    "wrk_seconds": 1.0, "http_rounds": 1, "budget": 290,  # wrk takes whole seconds
     "scenario_users": 300, "scenario_rooms": 30, "scenario_peer_users": 100,
-    "scenario_rates": (40.0, 120.0), "scenario_peer_rates": (5.0, 20.0),
+    "scenario_rates": (40.0, 120.0), "scenario_peer_rates": (5.0,),
     "scenario_seconds": 3.0,
 }  # fmt: skip
 
