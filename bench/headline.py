@@ -83,8 +83,8 @@ def rows(results: dict) -> list[list[str]]:
         out.append([f"many rooms ({sc['users']:,} users, {sc['rooms']} rooms, typing, inbox,"
                     " 1% resuming/s): best msgs/s at p99 <= 100 ms", ours,
                     f"{_f(get(peer_best, 'rate_achieved'))}" if peer_best else
-                    "none of " + ", ".join(_f(s["rate_target"]) for s in
-                                           get(peer, "steps", default=[])[:3]) + " msgs/s",
+                    "none (tried " + ", ".join(_f(s["rate_target"]) for s in
+                                               get(peer, "steps", default=[])[:3]) + " msgs/s)",
                     "-", _x(ratio(events, get(peer_best, "deliveries_per_s")))
                     if peer_best else "Daphne kept no rate"])  # fmt: skip
     idle = get(p, "idle", "runs") or {}
