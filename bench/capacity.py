@@ -17,10 +17,10 @@ import argparse
 import dataclasses
 import json
 import math
-import re
 import sys
 from pathlib import Path
 
+from report import replace_marked
 from targets import _events_per_s, get
 
 BENCH = Path(__file__).resolve().parent
@@ -251,11 +251,7 @@ def _scaling(c: dict, a: Assumptions) -> list[str]:
 
 
 def write(text: str, doc: Path = DOC) -> None:
-    old = doc.read_text()
-    if START not in old or END not in old:
-        raise SystemExit(f"{doc} has no {START} ... {END} markers")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    doc.write_text(pattern.sub(lambda _m: f"{START}\n{text}\n{END}", old))
+    replace_marked(doc, START, END, text)
 
 
 def main(argv: list[str] | None = None) -> int:

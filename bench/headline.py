@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
-from report import CHART_TITLES
+from report import CHART_TITLES, replace_marked
 from targets import _events_per_s, get, ratio
 
 BENCH = Path(__file__).resolve().parent
@@ -167,11 +166,7 @@ def table(results: dict) -> str:
 
 
 def write(text: str, readme: Path = README) -> None:
-    old = readme.read_text()
-    if START not in old or END not in old:
-        raise SystemExit(f"{readme} has no {START} ... {END} markers")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    readme.write_text(pattern.sub(lambda _m: f"{START}\n{text}\n{END}", old))
+    replace_marked(readme, START, END, text)
 
 
 def main(argv: list[str] | None = None) -> int:

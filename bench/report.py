@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 
 from spy import format_summary
 from targets import get, ratio
@@ -368,3 +370,13 @@ def keep_analysis(text: str, old: str) -> str:
     else:
         kept = f"{ANALYSIS_START}\n{ANALYSIS_END}"
     return text + "\n" + kept + "\n"
+
+
+def replace_marked(path: Path, start: str, end: str, text: str) -> None:
+    """Rewrite the part of ``path`` between the markers ``start`` and ``end`` with
+    ``text`` (read literally), keeping the rest; SystemExit when a marker is missing."""
+    old = path.read_text()
+    if start not in old or end not in old:
+        raise SystemExit(f"{path} has no {start} ... {end} markers")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    path.write_text(pattern.sub(lambda _m: f"{start}\n{text}\n{end}", old))
