@@ -149,7 +149,7 @@ def provision(
                 "members": list(room.get("members", [])),
             }
         )
-    out = server.manage("shell", "-c", _PROVISION.format(spec=json.dumps(spec)))
+    out = server.shell(_PROVISION.format(spec=json.dumps(spec)))
     line = next(x for x in out.splitlines() if x.startswith("PROVISIONED "))
     made = json.loads(line.removeprefix("PROVISIONED "))
     return {name: Account(name, key, csrf) for name, (key, csrf) in made.items()}

@@ -1,4 +1,5 @@
-"""Helpers for tests that run Parley for real: ``serve.py`` in a subprocess on a free port."""
+"""Helpers for tests that run Parley for real: ``serve.py`` in a subprocess on a free port,
+and data made in its database through one long-lived Django process (``server_shell``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+from server_shell import ServerShell
 
 REPO = Path(__file__).resolve().parent.parent
 _SERVING = re.compile(r"serving on (http://\S+?)/? ")
@@ -87,6 +89,7 @@ class ServerProcess:
         self.port: int | None = None
         self.url = ""
         self.proc: subprocess.Popen | None = None
+        self._shell = ServerShell(workdir / "shell.log")
 
     def start(self, timeout: float = 60.0, port: int = 0) -> ServerProcess:
         self._from_template()
@@ -153,6 +156,7 @@ class ServerProcess:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        self._shell.close()
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(sig)
@@ -164,6 +168,7 @@ class ServerProcess:
             raise
 
     def kill(self) -> None:
+        self._shell.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -180,6 +185,13 @@ class ServerProcess:
             check=True,
         )
         return done.stdout
+
+    def shell(self, code: str) -> str:
+        """Run Python ``code`` against this server's database, as ``manage("shell", "-c",
+        code)`` would, in a Django process kept for the next call (started on the first,
+        again after stop() or kill()); returns what it printed. Raises ``ShellError`` (a
+        CalledProcessError) with the traceback if the code raised."""
+        return self._shell.run(code, self.env)
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 10.0), **kwargs)
@@ -200,9 +212,7 @@ def login_client(server: ServerProcess, username: str, password: str) -> httpx.C
 
 
 def create_user(server: ServerProcess, username: str, password: str, staff: bool = False) -> None:
-    server.manage(
-        "shell",
-        "-c",
+    server.shell(
         "from django.contrib.auth.models import User;"
         f"u = User.objects.create_user({username!r}, password={password!r});"
         f"u.is_staff = u.is_superuser = {staff!r}; u.save()",

@@ -30,7 +30,7 @@ def make_tokens(server, *specs: tuple) -> dict[str, str]:
         (s[0], s[1], s[2] if len(s) > 2 else None, bool(s[3]) if len(s) > 3 else False)
         for s in specs
     ]
-    out = server.manage("shell", "-c", _MAKE % json.dumps(rows))
+    out = server.shell(_MAKE % json.dumps(rows))
     line = next(x for x in out.splitlines() if x.startswith("TOKENS "))
     return json.loads(line.removeprefix("TOKENS "))
 

@@ -70,9 +70,7 @@ def post(page: Page, slug: str, body: str, reply_to: int | None = None) -> int:
 
 def seed(server, slug: str, username: str, bodies: list[str], reply_to: int | None = None) -> None:
     """Appends messages to a room's log directly (no rate limit), like a busy past."""
-    server.manage(
-        "shell",
-        "-c",
+    server.shell(
         "from django.contrib.auth.models import User; from chat import log;"
         "from chat.live import records;"
         f"u = User.objects.get(username={username!r});"

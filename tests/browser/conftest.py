@@ -115,9 +115,7 @@ def make_room(live_server: ServerProcess):
 
     def make(prefix: str = "room", server: ServerProcess = live_server) -> str:
         slug = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        server.manage(
-            "shell",
-            "-c",
+        server.shell(
             "from chat.models import Room;"
             f"Room.objects.get_or_create(slug={slug!r}, defaults={{'name': {slug!r}}})",
         )

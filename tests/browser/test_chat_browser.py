@@ -145,12 +145,10 @@ def test_message_deleted_in_admin_disappears_everywhere(
         expect_delivered(page, doomed)
         expect_delivered(page, kept)
     seq = lines(alice.page, doomed).get_attribute("data-seq")
-    message_id = live_server.manage(
-        "shell",
-        "-c",
+    message_id = live_server.shell(
         "from chat.models import Message;"
         f"print(Message.objects.get(room__slug={room!r}, seq={seq}).pk)",
-    ).split()[-1]  # Django's shell may print a note on its auto-imports first
+    ).strip()
 
     admin = moderator.page
     admin.goto(f"/admin/chat/message/{message_id}/delete/")
@@ -242,9 +240,7 @@ def test_older_history_loads_on_scroll_to_top(make_room, new_context, live_serve
     author = f"author-{uuid.uuid4().hex[:8]}"
     create_user(live_server, author, "pw-history")
     count = 130
-    live_server.manage(
-        "shell",
-        "-c",
+    live_server.shell(
         "from django.contrib.auth.models import User; from chat import log;"
         "from chat.live import records;"
         f"u = User.objects.get(username={author!r});"

@@ -230,9 +230,7 @@ def test_html_is_rendered_and_the_body_is_never_html(chat_user, make_room, live_
     # as text, markup and all.
     author = f"old-{tag.split()[-1]}"
     create_user(live_server, author, "pw-old")
-    live_server.manage(
-        "shell",
-        "-c",
+    live_server.shell(
         "from django.contrib.auth.models import User; from django.db.models import F;"
         "from chat.models import Room, Message;"
         f"r = Room.objects.get(slug={room!r});"

@@ -16,9 +16,7 @@ pytestmark = pytest.mark.browser
 def test_a_moderator_mutes_and_kicks_from_the_room_page(chat_user, make_room, live_server):
     room = make_room("mod")
     alice, bob, carol = chat_user("alice"), chat_user("bob"), chat_user("carol")
-    live_server.manage(
-        "shell",
-        "-c",
+    live_server.shell(
         "from django.contrib.auth.models import User; from chat.models import Room; "
         f"Room.objects.get(slug={room!r}).moderators.add(User.objects.get(username={alice.name!r}))",
     )

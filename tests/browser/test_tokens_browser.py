@@ -64,9 +64,7 @@ def test_a_bots_messages_have_a_badge(chat_user, live_server, make_room):
     room = make_room("bots")
     alice = chat_user("alice")
     botname = f"bot-{unique('x').split()[1]}"
-    live_server.manage(
-        "shell",
-        "-c",
+    live_server.shell(
         f"from django.contrib.auth.models import User; User.objects.create_user({botname!r})",
     )
     secret = make_tokens(live_server, ("bot", botname, None, True))["bot"]

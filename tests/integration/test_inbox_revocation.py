@@ -42,7 +42,7 @@ def world(tmp_path_factory):
 
 
 def shell(server, code: str) -> None:
-    server.manage("shell", "-c", "from django.contrib.auth.models import User; " + code)
+    server.shell("from django.contrib.auth.models import User; " + code)
 
 
 def test_an_account_deactivated_by_queryset_update_ends_its_inbox_at_the_room_check(world):

@@ -51,7 +51,7 @@ def server(tmp_path_factory):
 
 
 def test_every_answer_matches_the_description(server, tmp_path: Path):
-    out = server.manage("shell", "-c", SEED)
+    out = server.shell(SEED)
     token = next(line for line in out.splitlines() if line.startswith("TOKEN ")).split()[1]
     command = [
         str(Path(sys.executable).with_name("st")),

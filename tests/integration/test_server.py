@@ -58,7 +58,7 @@ def access_lines(server: ServerProcess, uri: str) -> list[re.Match]:
 
 
 def shell(server: ServerProcess, code: str) -> str:
-    return server.manage("shell", "-c", code)
+    return server.shell(code)
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def accounts(server):
 
 
 def shell(server: ServerProcess, code: str) -> str:
-    out = server.manage("shell", "-c", code)
+    out = server.shell(code)
     return out.strip().splitlines()[-1] if out.strip() else ""
 
 
