@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection
 
 from twisted.internet import defer
 
-from chat.live import metrics
+from chat.live import compat, metrics
 from chat.live.events import OutboundEvent
 from chat.live.limits import LiveLimits
 from chat.live.presence import RoomPresence
@@ -214,8 +214,9 @@ class LiveRoom:
             return
         replay = self.ring.after(since, self.last_seq)
         if replay is not None:
-            for event in replay:
-                subscriber.deliver(event)
+            with compat.coalescing():  # a run of frames to one socket: one send
+                for event in replay:
+                    subscriber.deliver(event)
             self.subscribers.add(subscriber)
             return
         joining = self.joining[subscriber] = Joining(subscriber, self.last_seq, reading=True)
@@ -232,10 +233,11 @@ class LiveRoom:
                     return  # unsubscribed meanwhile
                 if not events:
                     break
-                for event in events:
-                    if event["seq"] > until:
-                        break
-                    subscriber.deliver(OutboundEvent(event))
+                with compat.coalescing():
+                    for event in events:
+                        if event["seq"] > until:
+                            break
+                        subscriber.deliver(OutboundEvent(event))
                 after = events[-1]["seq"]
         except StoreUnavailable:
             if self.joining.get(subscriber) is joining:

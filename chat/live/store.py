@@ -39,7 +39,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from chat import log
-from chat.live import metrics
+from chat.live import compat, metrics
 from chat.live.records import ErrorCode, RoomInfo, SendRequest, SendResult
 
 logger = logging.getLogger(__name__)
@@ -131,10 +131,13 @@ class Store:
         done.addBoth(lambda _: self._commit_next(lane))
 
     def _committed(self, results: list[SendResult], batch) -> None:
-        for (_request, d, _t), result in zip(batch, results, strict=True):
-            if result.created:
-                metrics.EVENTS_APPENDED.inc()
-            d.callback(result)
+        # A batch's events fan out to the same sockets: each socket's frames of the batch
+        # leave in one send() (compat.coalescing); a lone event's are sent at once.
+        with compat.coalescing() if len(batch) > 1 else contextlib.nullcontext():
+            for (_request, d, _t), result in zip(batch, results, strict=True):
+                if result.created:
+                    metrics.EVENTS_APPENDED.inc()
+                d.callback(result)
 
     def _failed(self, failure: Failure, batch) -> None:
         logger.error("append of %d send(s) failed: %s", len(batch), failure.getErrorMessage())

@@ -275,7 +275,8 @@ class ChatWebSocket(LiveConnection):
     def _write_frame(self, frame: bytes) -> None:
         if self.closed:
             return
-        self.tcp.write(frame)
+        # Sent now when nothing is buffered (compat.send_now: no epoll calls per frame).
+        compat.send_now(self.tcp, frame)
         if self.paused:
             self.written_while_paused(len(frame))
 
@@ -389,7 +390,7 @@ class ChatWebSocket(LiveConnection):
         self.pongs_missed += 1
         # The frame is the same for everyone: written as it is, like the events, instead
         # of each ping going through wsproto (a whole round costs a call per connection).
-        self.tcp.write(PING_FRAME)
+        compat.send_now(self.tcp, PING_FRAME)
 
 
 class WebSocketResource(RoomResource):

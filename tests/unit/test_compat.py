@@ -173,6 +173,71 @@ def test_twisted_thread_pool_quit_without_joining():
         assert not any(t.is_alive() for t in pool.threads)  # and then they all quit
 
 
+def _tcp_pair(send_buffer: int | None = None):
+    """A Twisted TCP transport on one end of a socket pair (a MemoryReactor's, so a
+    buffered write registers with it instead of running), and the other end."""
+    import socket
+
+    from twisted.internet import tcp
+    from twisted.internet.testing import MemoryReactor
+
+    ours, theirs = socket.socketpair()
+    if send_buffer is not None:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    ours.setblocking(False)
+    reactor = MemoryReactor()
+    transport = tcp.Connection(ours, SimpleNamespace(), reactor)
+    transport.connected = True  # as Server and Client set it once the connection is made
+    theirs.settimeout(5)
+    return transport, reactor, theirs
+
+
+def test_twisted_tcp_send_now_sends_at_once_when_nothing_is_buffered():
+    with canary("twisted", "twisted.internet.tcp.Connection's write buffer and writeSomeData"):
+        transport, reactor, theirs = _tcp_pair()
+        compat.send_now(transport, b"frame one")
+        compat.send_now(transport, b"frame two")
+        assert theirs.recv(100) == b"frame oneframe two"
+        assert (
+            transport not in reactor.getWriters()
+        )  # never registered for writing: nothing buffered
+
+
+def test_twisted_tcp_send_now_buffers_what_the_kernel_did_not_take_and_keeps_the_order():
+    with canary("twisted", "twisted.internet.tcp.Connection's write buffer and writeSomeData"):
+        transport, reactor, theirs = _tcp_pair(send_buffer=4096)
+        big = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes at once
+        compat.send_now(transport, big)
+        compat.send_now(transport, b"after")  # queued behind the rest, not sent first
+        assert transport in reactor.getWriters()
+        received = bytearray()
+        theirs.setblocking(False)
+        while len(received) < len(big) + 5:
+            try:
+                received += theirs.recv(1 << 20)
+            except BlockingIOError:
+                transport.doWrite()  # what the reactor does once the socket is writable
+        assert bytes(received) == big + b"after"
+
+
+def test_inside_coalescing_frames_wait_in_the_buffer_and_later_ones_queue_behind():
+    with canary("twisted", "twisted.internet.tcp.Connection's write buffer and writeSomeData"):
+        transport, reactor, theirs = _tcp_pair()
+        with compat.coalescing():
+            compat.send_now(transport, b"one ")
+            compat.send_now(transport, b"two ")
+        compat.send_now(transport, b"three")  # something is buffered: it queues
+        assert transport in reactor.getWriters()
+        transport.doWrite()
+        assert theirs.recv(100) == b"one two three"
+
+
+def test_send_now_leaves_other_transports_to_their_write():
+    transport = StringTransport()
+    compat.send_now(transport, b"frame")
+    assert transport.value() == b"frame"
+
+
 # -- Django: the CSRF helpers ---------------------------------------------------------
 
 
