@@ -20,7 +20,7 @@ from project.server import ParleySite, WSGIThreadPool, build_site
 # The cyclic GC's thresholds. At CPython's default (700, 10, 10) the young generation is
 # collected every 700 allocations, so a frame, a Deferred or a pending send that lives a
 # few milliseconds is promoted, and the promotions soon make a full collection due (more
-# than a quarter of the old objects new): with 4000 users and 8800 sockets that was 0.92
+# than a quarter of the old objects new): with 4000 users and 8,400 sockets that was 0.92
 # s of full collections in a 15 s step and a delivery p99 of 680 ms (bench/scenario.py
 # --users 4000 --rooms 400 --rate 30 --duration 15, 2026-12-07). Collecting the young
 # every 50,000 allocations lets those die first: no full collection in the step, p99 370
