@@ -154,6 +154,8 @@ def _run(code: str) -> dict:
     from django.core.cache.backends.locmem import LocMemCache
     from django.db import close_old_connections, connections
 
+    from chat.live import redis_publish
+
     # What a fresh ``manage.py shell`` would not remember from the last call: content
     # type ids (the database may have been replaced) and this process's local cache.
     ContentType.objects.clear_cache()
@@ -177,8 +179,12 @@ def _run(code: str) -> dict:
         # Every call on a connection of its own, as each manage.py was: a connection
         # kept for CONN_MAX_AGE would outlive a server restart, hold a replaced SQLite
         # file open, or keep a PostgreSQL database from being dropped.
+        # Redis too (the publisher of access notices and events, chat/live/redis_publish):
+        # a connection left open would be counted as the servers' by the outage tests,
+        # and would not come back after a Redis restart until the next publish.
         try:
             connections.close_all()
+            redis_publish.reset()
         except Exception:
             error = error or traceback.format_exc()
         sys.stdout.flush()

@@ -125,7 +125,10 @@ def publish_read(notice: ReadNotice) -> bool:
 
 
 def reset() -> None:
-    """Forget the client (tests that change REDIS_URL)."""
+    """Close and forget the client (tests that change REDIS_URL, or that count Redis's
+    connections: the next publish connects again)."""
     global _client, _client_key
     with _lock:
-        _client, _client_key = None, None
+        client, _client, _client_key = _client, None, None
+    if client is not None:
+        client.close()
