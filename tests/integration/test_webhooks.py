@@ -10,6 +10,7 @@ import json
 import re
 import secrets
 import signal
+import threading
 import time
 
 import httpx
@@ -248,7 +249,16 @@ def test_the_position_survives_a_restart_and_kill_9(tmp_path):
     try:
         alice = provision(server, users=[("alice", PASSWORD)], rooms=["durable"])["alice"]
         slow = Answer(delay=0.15)
-        with Receiver(SECRET, lambda n, d: slow) as receiver:
+        # Seq 17 is held until the process that sent it is killed, so the kill always
+        # lands with events still to deliver (else a fast run had sent all 24 before it).
+        killed = threading.Event()
+
+        def behave(n, delivery):
+            if delivery.seq == 17 and not killed.is_set():
+                killed.wait(30)
+            return slow
+
+        with Receiver(SECRET, behave) as receiver:
             webhook = make_webhook(server, receiver.url, "durable")
             time.sleep(2.5)
             for n in range(12):
@@ -261,10 +271,11 @@ def test_the_position_survives_a_restart_and_kill_9(tmp_path):
             alice = provision(server, users=[("alice", PASSWORD)])["alice"]
             for n in range(12, 24):
                 send(server, alice, "durable", f"m {n}", f"d-{n}")
-            receiver.wait_for(lambda: len(set(receiver.seqs())) >= 16, 30, "16 delivered")
+            receiver.wait_for(lambda: 17 in receiver.seqs(), 30, "17 in flight")
             assert receiver.seqs()[stopped_at] in (stopped_at, stopped_at + 1)
             server.kill()  # SIGKILL: the lease is not given back
             killed_at = time.monotonic()
+            killed.set()
             server.restart()
             receiver.wait_for(lambda: set(receiver.seqs()) >= set(range(1, 25)), 40, "all 24")
             # The new process waited for the killed one's lease to expire.
