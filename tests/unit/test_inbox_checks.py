@@ -309,6 +309,51 @@ def test_signed_in_answers_as_session_user_in_two_queries(
 
 
 @pytest.mark.django_db
+def test_signed_in_remembers_only_what_did_not_change(django_user_model, client):
+    """The second check of the same streams reuses the decoded sessions and the password
+    hashes (chat/live/inbox_reads.py ``_Memo``); whatever changed in between, by any
+    route that sends no notice, is answered from the database as on the first check."""
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.sessions.models import Session
+
+    from chat.live import inbox_reads
+    from chat.live.inbox_reads import signed_in
+
+    people = {
+        name: django_user_model.objects.create_user(name, password="pw-check-5521")
+        for name in ("ann", "ben", "cat", "dan")
+    }
+    keys = {}
+    for name, user in people.items():
+        client.force_login(user)
+        keys[name] = client.session.session_key
+        client.cookies.clear()
+    asked = list(keys.values())
+    everyone = {keys[n]: people[n].pk for n in people}
+    assert signed_in(asked, forget_others=True) == everyone
+    assert set(inbox_reads._MEMO.claims) == set(asked)
+    assert signed_in(asked) == everyone  # from the memo: the same answer
+    # No notice for any of these: QuerySet.update() and a session row rewritten.
+    django_user_model.objects.filter(pk=people["ben"].pk).update(is_active=False)
+    django_user_model.objects.filter(pk=people["cat"].pk).update(
+        password=make_password("changed-elsewhere-1")
+    )
+    ann_session = Session.objects.get(session_key=keys["ann"])
+    Session.objects.filter(session_key=keys["dan"]).update(session_data=ann_session.session_data)
+    answer = signed_in(asked, forget_others=True)
+    assert answer == {
+        keys["ann"]: people["ann"].pk,
+        keys["ben"]: None,
+        keys["cat"]: None,
+        keys["dan"]: people["ann"].pk,  # its row now claims ann, with ann's hash
+    }
+    # Asked about fewer: the others are forgotten, the memo bounded by what is asked.
+    signed_in([keys["ann"]], forget_others=True)
+    assert set(inbox_reads._MEMO.claims) == {keys["ann"]}
+    assert set(inbox_reads._MEMO.hashes) <= {people["ann"].pk}
+
+
+@pytest.mark.django_db
 def test_signed_in_answers_tokens_in_one_more_query(
     django_user_model, client, django_assert_max_num_queries
 ):
