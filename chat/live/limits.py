@@ -45,6 +45,14 @@ class LiveLimits:
     # the current list at once, whatever the interval. One second is below what a person
     # notices in a sidebar and bounds the cost to ~3.5% of a core per busy room.
     presence_interval: float = 1.0
+    # ...and in a large room, at most one per this many users present times that: a
+    # broadcast is the whole list to everyone, so its cost grows with the square of the
+    # room's size. With 800 present and 1% of them reconnecting each second, broadcasts
+    # of the room's list were a fifth of a process's CPU and most of its load client's
+    # (bench/scenario.py --users 8000 --rooms 800, 2026-12-07). Stretched, the bytes a
+    # second stay proportional to the room's size; up to ``presence_max_interval``.
+    presence_users_per_interval: int = 250
+    presence_max_interval: float = 10.0
     # A long-poll user is present for the timeout of its poll plus this long, so that the
     # gap between one answer and the next poll (network, a busy tab) is not a leave and
     # join for everyone else.

@@ -5,10 +5,11 @@ keep long-polling it (a lease, renewed by each poll). This process counts its ow
 connections and leases; the users other processes have (``remote``) come from the
 presence store (chat/live/bus.py). The list everyone sees is the union of the two.
 
-Changes are coalesced (``LiveLimits.presence_interval``): the first change after a quiet
-interval is broadcast at once, later ones wait for the end of the interval and go out as
-one broadcast of the list as it is then, and only if it differs from the last one sent,
-so a user who leaves and comes back within the interval costs nothing. The list this
+Changes are coalesced (``LiveLimits.presence_interval``, longer in a room of hundreds:
+``interval()``): the first change after a quiet interval is broadcast at once, later ones
+wait for the end of the interval and go out as one broadcast of the list as it is then,
+and only if it differs from the last one sent, so a user who leaves and comes back
+within the interval costs nothing. The list this
 process shares with the others through the presence store changes at the same rate.
 """
 
@@ -137,11 +138,20 @@ class RoomPresence:
         self._event = None
         if self._flush_timer is not None:
             return  # the pending broadcast will carry it
-        wait = self._flushed_at + self.limits.presence_interval - self.clock.seconds()
+        wait = self._flushed_at + self.interval() - self.clock.seconds()
         if wait <= 0:
             self._flush()
         else:
             self._flush_timer = self.clock.callLater(wait, self._flush)
+
+    def interval(self) -> float:
+        """How long after a broadcast the next may go (LiveLimits.presence_interval):
+        longer in a large room, where each is the whole list written to everyone."""
+        limits = self.limits
+        present = len(self.counts) + len(self.remote)  # the list's length, near enough
+        base = limits.presence_interval
+        stretched = base * present / limits.presence_users_per_interval
+        return max(base, min(stretched, limits.presence_max_interval))
 
     def _flush(self) -> None:
         self._flush_timer = None

@@ -66,6 +66,30 @@ def test_the_first_change_goes_out_at_once_and_the_next_at_the_end_of_the_interv
     assert told.shared == [["alice"], ["alice", "bob", "carol"]]
 
 
+def test_a_large_room_is_told_of_changes_less_often(clock):
+    """Each broadcast is the whole list to everyone: in a room of 1,000 present, at most
+    one per 4 intervals (250 users an interval), and never less often than 10 s."""
+    told = Told(clock)
+    presence = told.presence
+    people = [Recorder(UserInfo(n, f"u{n:04}")) for n in range(1000)]
+    for person in people:
+        presence.join(person)
+    assert len(told.broadcasts) == 1  # the first at once
+    assert presence.interval() == 4 * INTERVAL
+    clock.advance(INTERVAL)  # the joins after the first went out when there were two
+    assert len(told.lists[-1]) == 1000
+    presence.leave(people[0])
+    clock.advance(3.9 * INTERVAL)
+    assert len(told.broadcasts) == 2  # still within the stretched interval
+    clock.advance(0.1 * INTERVAL)
+    assert len(told.broadcasts) == 3 and "u0000" not in told.lists[-1]
+    presence.set_remote(frozenset(f"r{n}" for n in range(100_000)))
+    assert presence.interval() == LIMITS.presence_max_interval
+    # A newcomer is still sent the list at once, whatever the interval.
+    newcomer = Recorder(UserInfo(5000, "newcomer"))
+    assert "u0001" in presence.join(newcomer).event["users"]
+
+
 def test_a_leave_and_return_within_the_interval_costs_nothing(told, clock):
     presence = told.presence
     alice = Recorder(ALICE)
