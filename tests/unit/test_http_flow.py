@@ -305,9 +305,9 @@ def limit(monkeypatch):
 
 def test_the_budget_keeps_a_reserve_and_counts_again_when_descriptors_close(limit):
     clock = SyncReactor()
-    open_now = [100]
-    budget = descriptors.DescriptorBudget(clock, count=lambda: open_now[0])
     threshold = limit - descriptors.reserve_for(limit)
+    open_now = [threshold - limit // 4]  # near enough to be counted every second
+    budget = descriptors.DescriptorBudget(clock, count=lambda: open_now[0])
     assert budget.can_accept()
     open_now[0] = threshold
     assert budget.can_accept()  # not counted again within the sample interval
@@ -317,6 +317,24 @@ def test_the_budget_keeps_a_reserve_and_counts_again_when_descriptors_close(limi
     assert not budget.can_accept()  # a refusal counts again, but not at once
     clock.advance(descriptors.RECHECK_INTERVAL)
     assert budget.can_accept()
+
+
+def test_far_from_the_limit_the_count_is_rarer_and_accepts_are_added(limit):
+    clock = SyncReactor()
+    counts = []
+    budget = descriptors.DescriptorBudget(clock, count=lambda: counts.append(1) or 100)
+    threshold = limit - descriptors.reserve_for(limit)
+    assert budget.can_accept() and len(counts) == 1
+    clock.advance(descriptors.SAMPLE_INTERVAL)
+    assert budget.can_accept() and len(counts) == 1  # far: not counted again yet
+    clock.advance(descriptors.FAR_INTERVAL)
+    assert budget.can_accept() and len(counts) == 2
+    # Accepted connections bring the estimate near: from then on counted each second.
+    while budget._estimate < threshold - limit // 4:
+        assert budget.can_accept()
+    assert len(counts) == 2
+    clock.advance(descriptors.SAMPLE_INTERVAL)
+    assert budget.can_accept() and len(counts) == 3
 
 
 def test_connections_near_the_limit_get_a_503_and_are_closed(limit, monkeypatch):
