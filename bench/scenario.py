@@ -26,8 +26,8 @@ import re
 import secrets
 import sys
 import time
-import urllib.request
 
+import server_metrics
 from common import (
     RESULTS_DIR,
     clean_workdir,
@@ -192,7 +192,7 @@ async def _step(
     weights = [len(p) for p in members]
     sent_to: dict[int, list[int]] = {}
     spy = Spy(server.pid, spy_path, duration).start() if spy_path else None
-    gc0 = gc_pauses(server.port) if parley else None
+    metrics0 = server_metrics.scrape(server.port) if parley else None
     cpu0, t0, mine0 = server.cpu(), time.monotonic(), time.process_time()
     churn = Churn(receivers, random.Random(rate), churn_share, reopen) if churn_share else None
     churning = churn and asyncio.create_task(churn.run(t0 + duration))
@@ -218,7 +218,7 @@ async def _step(
     await _drain(tally, receivers)
     cpu = server.cpu() - cpu0
     wall = time.monotonic() - t0
-    gc1 = gc_pauses(server.port) if parley else None
+    metrics1 = server_metrics.scrape(server.port) if parley else None
     # All clients share this one process: near 1.0 it, not the server, sets the latency.
     client_share = round((time.process_time() - mine0) / wall, 3)
     lat, ack = sorted(tally.latency), sorted(acks)
@@ -249,20 +249,24 @@ async def _step(
         "inbox_events": inbox_events,
         "cpu_us_per_delivered_event": round(cpu / max(events, 1) * 1e6, 2),
         **(_churned(churn) if churn else {}),
-        **({"gc_pause_s": {g: round(gc1[g] - gc0[g], 4) for g in gc1}} if gc1 and gc0 else {}),
+        **(_seen_by_server(metrics0, metrics1) if metrics0 and metrics1 else {}),
         **({"profile": hot} if hot else {}),
     }, counter
 
 
-def gc_pauses(port: int) -> dict[str, float] | None:
-    """Parley's seconds in cyclic GC so far, by generation (its /metrics, from loopback)."""
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return None
-    found = re.findall(r'^parley_gc_pause_seconds_total\{generation="(\d)"\} (\S+)$', text, re.M)
-    return {generation: float(value) for generation, value in found}
+def _seen_by_server(before, after) -> dict:
+    """GC pauses, and the server's own hub-to-subscribers latency: a send reaching the hub
+    to its event written to the room's sockets, without the load client's lag (the
+    upper bounds of the histogram's buckets that hold p50 and p99)."""
+    name = "parley_append_to_delivery_seconds"
+    bounds = {q: server_metrics.histogram_quantile(before, after, name, q) for q in (0.5, 0.99)}
+    return {
+        "gc_pause_s": server_metrics.gc_pauses(before, after),
+        "server_hub_to_written_ms_le": {
+            f"p{round(q * 100)}": None if b is None else round(b * 1000, 1)
+            for q, b in bounds.items()
+        },
+    }
 
 
 def _churned(churn: Churn) -> dict:

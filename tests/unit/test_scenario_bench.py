@@ -85,3 +85,23 @@ def test_ladder_is_geometric_up_to_top():
 
     assert ladder(25, 2, 200) == [25, 50, 100, 200]
     assert ladder(10, 1.5, 30) == [10, 15, 22.5]
+
+
+def test_server_metrics_compare_two_scrapes():
+    import server_metrics
+
+    text = (
+        '# HELP x\nparley_gc_pause_seconds_total{generation="0"} 1.5\n'
+        'parley_append_to_delivery_seconds_bucket{le="0.01"} 10.0\n'
+        'parley_append_to_delivery_seconds_bucket{le="0.1"} 20.0\n'
+        'parley_append_to_delivery_seconds_bucket{le="+Inf"} 20.0\n'
+    )
+    parsed = {(n, labels or ""): float(v) for n, labels, v in server_metrics._SAMPLE.findall(text)}
+    before = {k: 0.0 for k in parsed} | {
+        ("parley_gc_pause_seconds_total", '{generation="0"}'): 1.0
+    }
+    assert server_metrics.gc_pauses(before, parsed) == {"0": 0.5}
+    name = "parley_append_to_delivery_seconds"
+    assert server_metrics.histogram_quantile(before, parsed, name, 0.5) == 0.01
+    assert server_metrics.histogram_quantile(before, parsed, name, 0.99) == 0.1
+    assert server_metrics.histogram_quantile(parsed, parsed, name, 0.5) is None  # none new
