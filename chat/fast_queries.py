@@ -1,5 +1,6 @@
 """The write path's fixed-shape reads, as plain SQL: the room log's (chat/log.py) and the
-access rule's (chat/access.py), which every batch asks.
+access rule's (chat/access.py), which every batch asks, and the room a connection being
+opened reads (chat/live/store.py ``_room_info``).
 
 Why not the ORM here: a batch of one send made ten statements, and building them (the
 QuerySet, its filters, the compiler) took about two thirds of the batch's 4 ms on SQLite,
@@ -82,6 +83,21 @@ def member_pairs(room_ids: Collection[int], user_ids: Collection[int]) -> set[tu
         f"WHERE {room} IN ({_marks(room_ids)}) AND {user} IN ({_marks(user_ids)})"
     )
     return set(_rows(sql, [*room_ids, *user_ids]))
+
+
+def room_row(slug: str) -> tuple[int, str, bool, bool, int] | None:
+    """(id, slug, is_public, is_archived, last_seq) of the room ``slug``: what every
+    connection being opened reads first (chat/live/store.py ``_room_info``)."""
+    columns = ", ".join(_column(Room, n) for n in ("id", "slug", "is_public", "is_archived"))
+    rows = _rows(
+        f"SELECT {columns}, {_column(Room, 'last_seq')} FROM {_q(Room._meta.db_table)} "
+        f"WHERE {_column(Room, 'slug')} = %s",
+        [slug],
+    )
+    if not rows:
+        return None
+    room_id, found, is_public, is_archived, last_seq = rows[0]
+    return room_id, found, bool(is_public), bool(is_archived), last_seq
 
 
 def members_and_bans(

@@ -191,16 +191,27 @@ def session_user(session_key: str) -> UserInfo | None:
     """Runs in a store thread: the user ``session_key`` signs in now, as Django's
     AuthenticationMiddleware would decide (None: nobody, or an ended session); a token's
     credential key, as the token middleware would."""
+    from chat import tokens
+    from chat.live.sessions import quick_user
+
+    if tokens.is_credential(session_key):  # a bearer token (chat/tokens.py)
+        return tokens.credential_user(session_key)
+    # Django's own engine, backend and user model: the same "yes" from two plain
+    # statements (chat/live/sessions.py); anything else, and every "no", asked of Django.
+    quick = quick_user(session_key)
+    if quick is not None:
+        return quick
+    return django_session_user(session_key)
+
+
+def django_session_user(session_key: str) -> UserInfo | None:
+    """``session_user``'s answer for a session key, as Django's own code gives it."""
     from importlib import import_module
 
     from django.conf import settings
     from django.contrib.auth import get_user
     from django.http import HttpRequest
 
-    from chat import tokens
-
-    if tokens.is_credential(session_key):  # a bearer token (chat/tokens.py)
-        return tokens.credential_user(session_key)
     engine = import_module(settings.SESSION_ENGINE)
     request = HttpRequest()
     request.session = engine.SessionStore(session_key)

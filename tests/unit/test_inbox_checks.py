@@ -275,7 +275,7 @@ def test_signed_in_answers_as_session_user_in_two_queries(
     from django.utils import timezone
 
     from chat.live.auth import session_user
-    from chat.live.inbox_reads import signed_in
+    from chat.live.sessions import signed_in
 
     people = {
         name: django_user_model.objects.create_user(name, password="pw-check-5521")
@@ -316,8 +316,8 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client)
     from django.contrib.auth.hashers import make_password
     from django.contrib.sessions.models import Session
 
-    from chat.live import inbox_reads
-    from chat.live.inbox_reads import signed_in
+    from chat.live import sessions
+    from chat.live.sessions import signed_in
 
     people = {
         name: django_user_model.objects.create_user(name, password="pw-check-5521")
@@ -331,7 +331,7 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client)
     asked = list(keys.values())
     everyone = {keys[n]: people[n].pk for n in people}
     assert signed_in(asked, forget_others=True) == everyone
-    assert set(inbox_reads._MEMO.claims) == set(asked)
+    assert set(sessions._MEMO.claims) == set(asked)
     assert signed_in(asked) == everyone  # from the memo: the same answer
     # No notice for any of these: QuerySet.update() and a session row rewritten.
     django_user_model.objects.filter(pk=people["ben"].pk).update(is_active=False)
@@ -349,8 +349,57 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client)
     }
     # Asked about fewer: the others are forgotten, the memo bounded by what is asked.
     signed_in([keys["ann"]], forget_others=True)
-    assert set(inbox_reads._MEMO.claims) == {keys["ann"]}
-    assert set(inbox_reads._MEMO.hashes) <= {people["ann"].pk}
+    assert set(sessions._MEMO.claims) == {keys["ann"]}
+    assert set(sessions._MEMO.hashes) <= {people["ann"].pk}
+
+
+@pytest.mark.django_db
+def test_a_connects_session_is_answered_as_django_answers_it(
+    django_user_model, client, settings, django_assert_max_num_queries
+):
+    """chat/live/sessions.py ``quick_user`` (two plain statements) says "yes" exactly when
+    Django's ``get_user`` does, and leaves every "no" to it."""
+    from importlib import import_module
+
+    from django.contrib.auth import get_user
+    from django.contrib.sessions.models import Session
+    from django.http import HttpRequest
+    from django.utils import timezone
+
+    from chat.live.auth import session_user
+    from chat.live.sessions import quick_user
+
+    def django_says(key):
+        request = HttpRequest()
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        user = get_user(request)
+        return (user.pk, user.get_username()) if user.is_authenticated else None
+
+    people = {
+        name: django_user_model.objects.create_user(name, password="pw-check-5521")
+        for name in ("ann", "ben", "cat", "dan", "eve")
+    }
+    keys = {}
+    for name, user in people.items():
+        client.force_login(user)
+        keys[name] = client.session.session_key
+        client.cookies.clear()
+    django_user_model.objects.filter(pk=people["ben"].pk).update(is_active=False)
+    django_user_model.objects.filter(pk=people["cat"].pk).update(password="changed")
+    people["dan"].delete()
+    Session.objects.filter(session_key=keys["eve"]).update(expire_date=timezone.now())
+    with django_assert_max_num_queries(2):
+        found = quick_user(keys["ann"])
+    assert (found.id, found.username) == (people["ann"].pk, "ann")
+    for name in ("ben", "cat", "dan", "eve"):
+        assert quick_user(keys[name]) is None, name  # left to Django
+    for key in [*keys.values(), "no-such-session"]:
+        user = session_user(key)
+        expected = django_says(key)
+        assert (None if user is None else (user.id, user.username)) == expected
+    # A backend Django's own rule does not cover: never answered this way.
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.AllowAllUsersModelBackend"]
+    assert quick_user(keys["ann"]) is None
 
 
 @pytest.mark.django_db
@@ -362,7 +411,7 @@ def test_signed_in_answers_tokens_in_one_more_query(
     from django.utils import timezone
 
     from chat import tokens
-    from chat.live.inbox_reads import signed_in
+    from chat.live.sessions import signed_in
     from chat.models import Token
 
     ann = django_user_model.objects.create_user("ann", password="pw-check-5521")
