@@ -9,7 +9,8 @@ Changes are coalesced (``LiveLimits.presence_interval``, longer in a room of hun
 ``interval()``): the first change after a quiet interval is broadcast at once, later ones
 wait for the end of the interval and go out as one broadcast of the list as it is then,
 and only if it differs from the last one sent, so a user who leaves and comes back
-within the interval costs nothing. The list this
+within the interval costs nothing. A departure is never the change that goes out at
+once: it waits an interval, so that a reconnect is not told to anyone. The list this
 process shares with the others through the presence store changes at the same rate.
 """
 
@@ -132,13 +133,19 @@ class RoomPresence:
             self.counts[username] = count
             return
         self.counts.pop(username, None)
-        self._changed()
+        self._changed(departure=True)
 
-    def _changed(self) -> None:
+    def _changed(self, departure: bool = False) -> None:
         self._event = None
         if self._flush_timer is not None:
             return  # the pending broadcast will carry it
         wait = self._flushed_at + self.interval() - self.clock.seconds()
+        if departure:
+            # A departure is told no sooner than one base interval after it: a client
+            # that reconnects (a network change, a resume) is back by then, and its
+            # leave and return cost no broadcast at all, rather than two (the leave at
+            # once, the return at the interval's end).
+            wait = max(wait, self.limits.presence_interval)
         if wait <= 0:
             self._flush()
         else:

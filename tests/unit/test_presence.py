@@ -66,6 +66,27 @@ def test_the_first_change_goes_out_at_once_and_the_next_at_the_end_of_the_interv
     assert told.shared == [["alice"], ["alice", "bob", "carol"]]
 
 
+def test_a_reconnect_is_told_to_nobody(told, clock):
+    """A departure waits an interval even after a quiet one, so a client that drops
+    and comes back within it costs no broadcast (before: one at once, one after)."""
+    presence = told.presence
+    alice, bob = Recorder(ALICE), Recorder(BOB)
+    presence.join(alice)
+    presence.join(bob)
+    clock.advance(10 * INTERVAL)
+    sent = len(told.broadcasts)
+    presence.leave(bob)
+    clock.advance(INTERVAL / 2)
+    presence.join(Recorder(BOB))  # back, on a new connection
+    clock.advance(10 * INTERVAL)
+    assert len(told.broadcasts) == sent
+    presence.leave(alice)
+    clock.advance(INTERVAL / 2)
+    assert len(told.broadcasts) == sent  # a real departure: told an interval later
+    clock.advance(INTERVAL / 2)
+    assert told.lists[-1] == ["bob"]
+
+
 def test_a_large_room_is_told_of_changes_less_often(clock):
     """Each broadcast is the whole list to everyone: in a room of 1,000 present, at most
     one per 4 intervals (250 users an interval), and never less often than 10 s."""
@@ -144,6 +165,8 @@ def test_a_lease_is_renewed_by_each_poll_and_ends_the_user_when_it_runs_out(told
     clock.advance(2)
     assert "alice" not in presence.counts and told.leases_ended == 1
     assert presence.leases == {}
+    assert told.lists == [["alice"]]
+    clock.advance(INTERVAL)  # a departure is told an interval after it
     assert told.lists == [["alice"], []]
 
 
