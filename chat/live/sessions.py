@@ -24,6 +24,11 @@ from chat.live.records import UserInfo
 
 # Keys in one IN (...): far below SQLite's 32,766 parameters.
 KEYS_PER_QUERY = 5_000
+# Entries the memo keeps at most, of each kind (about 500 bytes each): the room check
+# prunes it to the inbox streams every 5 s, but a process with no inbox stream never
+# runs that check, and every connect adds its session. Past the bound it starts again
+# empty, which costs decodes, never a wrong answer.
+MEMO_SIZE = 50_000
 
 
 class _Memo:
@@ -40,9 +45,9 @@ class _Memo:
       models that keep Django's own ``get_session_auth_hash`` (a function of the password
       field and SECRET_KEY only).
 
-    Only what this function was asked about lately is kept: the room check asks about
-    every inbox stream of the process and forgets every other key (``forget_others``);
-    between two checks only the sessions of live connections are added.
+    Only what was asked about lately is kept: the room check asks about every inbox
+    stream of the process and forgets every other key (``forget_others``); between two
+    checks only the sessions of connections opened are added, and never past MEMO_SIZE.
     """
 
     def __init__(self) -> None:
@@ -239,6 +244,8 @@ def _remembered_claim(key: str, data: str, decoder, user_model) -> tuple[Any, st
     else:
         claim = _claim(decoder.decode(data), user_model, auth, ValidationError)
         with _MEMO.lock:
+            if len(_MEMO.claims) >= MEMO_SIZE:
+                _MEMO.claims = {}
             _MEMO.claims[key] = (data, claim)
     if claim is None or claim[1] not in settings.AUTHENTICATION_BACKENDS:
         return None
@@ -297,5 +304,7 @@ def _hash_of(pk, password: str, memo: _Memo) -> str:
         return known[1]
     hashed = get_user_model()(pk=pk, password=password).get_session_auth_hash()
     with memo.lock:
+        if len(memo.hashes) >= MEMO_SIZE:
+            memo.hashes = {}
         memo.hashes[pk] = (password, hashed)
     return hashed

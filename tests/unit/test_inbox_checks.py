@@ -309,7 +309,7 @@ def test_signed_in_answers_as_session_user_in_two_queries(
 
 
 @pytest.mark.django_db
-def test_signed_in_remembers_only_what_did_not_change(django_user_model, client):
+def test_signed_in_remembers_only_what_did_not_change(django_user_model, client, monkeypatch):
     """The second check of the same streams reuses the decoded sessions and the password
     hashes (chat/live/inbox_reads.py ``_Memo``); whatever changed in between, by any
     route that sends no notice, is answered from the database as on the first check."""
@@ -347,6 +347,12 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client)
         keys["cat"]: None,
         keys["dan"]: people["ann"].pk,  # its row now claims ann, with ann's hash
     }
+    # Bounded however many are asked about between checks: past the bound, it starts
+    # again (the answers are the same).
+    monkeypatch.setattr(sessions, "MEMO_SIZE", 2)
+    monkeypatch.setattr(sessions._MEMO, "claims", {})
+    assert signed_in(asked) == answer
+    assert len(sessions._MEMO.claims) <= 2
     # Asked about fewer: the others are forgotten, the memo bounded by what is asked.
     signed_in([keys["ann"]], forget_others=True)
     assert set(sessions._MEMO.claims) == {keys["ann"]}
