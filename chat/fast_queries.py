@@ -1,6 +1,7 @@
 """The write path's fixed-shape reads, as plain SQL: the room log's (chat/log.py) and the
-access rule's (chat/access.py), which every batch asks, and the room a connection being
-opened reads (chat/live/store.py ``_room_info``).
+access rule's (chat/access.py), which every batch asks, and what a connection being
+opened reads: its room (chat/live/store.py ``_room_info``), its session and account
+(chat/sessions.py ``quick_user``).
 
 Why not the ORM here: a batch of one send made ten statements, and building them (the
 QuerySet, its filters, the compiler) took about two thirds of the batch's 4 ms on SQLite,
@@ -98,6 +99,33 @@ def room_row(slug: str) -> tuple[int, str, bool, bool, int] | None:
         return None
     room_id, found, is_public, is_archived, last_seq = rows[0]
     return room_id, found, bool(is_public), bool(is_archived), last_seq
+
+
+def session_data(model, key: str, now) -> str | None:
+    """The data of session ``key`` in ``model``'s table (Django's session model, or a
+    database engine's own) if it has not expired at ``now``: what a connect reads first
+    (chat/sessions.py ``quick_user``)."""
+    rows = _rows(
+        f"SELECT {_column(model, 'session_data')} FROM {_q(model._meta.db_table)} "
+        f"WHERE {_column(model, 'session_key')} = %s AND {_column(model, 'expire_date')} > %s",
+        [key, connection.ops.adapt_datetimefield_value(now)],
+    )
+    return rows[0][0] if rows else None
+
+
+def account(user_model, pk) -> tuple[bool, str, str] | None:
+    """(is_active, password, username) of the account ``pk``, read from its table: the
+    rest of what a connect's session needs (chat/sessions.py ``quick_user``)."""
+    rows = _rows(
+        f"SELECT {_column(user_model, 'is_active')}, {_column(user_model, 'password')}, "
+        f"{_column(user_model, user_model.USERNAME_FIELD)} "
+        f"FROM {_q(user_model._meta.db_table)} WHERE {_q(user_model._meta.pk.column)} = %s",
+        [pk],
+    )
+    if not rows:
+        return None
+    active, password, username = rows[0]
+    return bool(active), password, username
 
 
 def members_and_bans(

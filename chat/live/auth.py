@@ -23,7 +23,7 @@ from django.http.request import split_domain_port, validate_host
 from twisted.internet import defer
 
 from chat.live.publish import ACCOUNTS, ROOM, SESSION, AccessChange
-from chat.live.records import Access, UserInfo
+from chat.live.records import Access
 from chat.live.store import StoreUnavailable
 from chat.live.wire import parse_int
 
@@ -187,44 +187,11 @@ def _mark(changes: OrderedDict, key, mark: tuple[int, float]) -> None:
     changes.move_to_end(key)
 
 
-def session_user(session_key: str) -> UserInfo | None:
-    """Runs in a store thread: the user ``session_key`` signs in now, as Django's
-    AuthenticationMiddleware would decide (None: nobody, or an ended session); a token's
-    credential key, as the token middleware would."""
-    from chat import tokens
-    from chat.live.sessions import quick_user
-
-    if tokens.is_credential(session_key):  # a bearer token (chat/tokens.py)
-        return tokens.credential_user(session_key)
-    # Django's own engine, backend and user model: the same "yes" from two plain
-    # statements (chat/live/sessions.py); anything else, and every "no", asked of Django.
-    quick = quick_user(session_key)
-    if quick is not None:
-        return quick
-    return django_session_user(session_key)
-
-
-def django_session_user(session_key: str) -> UserInfo | None:
-    """``session_user``'s answer for a session key, as Django's own code gives it."""
-    from importlib import import_module
-
-    from django.conf import settings
-    from django.contrib.auth import get_user
-    from django.http import HttpRequest
-
-    engine = import_module(settings.SESSION_ENGINE)
-    request = HttpRequest()
-    request.session = engine.SessionStore(session_key)
-    user = get_user(request)  # verifies the session hash, as AuthenticationMiddleware
-    if not user.is_authenticated:
-        return None
-    return UserInfo(user.pk, user.get_username())
-
-
 def _resolve_access(session_key: str | None, slug: str) -> Access:
     """Runs in a store thread: the same checks Django's views make."""
     from chat import access
     from chat.live.store import _room_info
+    from chat.sessions import session_user
 
     user_info = session_user(session_key) if session_key else None
     room = _room_info(slug)

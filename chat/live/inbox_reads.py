@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.live.records import RoomInfo
-from chat.live.sessions import signed_in
+from chat.sessions import signed_in
 
 # Pairs in one counts statement: chat/counts.py's own chunk. A room's pairs are never
 # split between two statements, so that its answer is one snapshot.

@@ -268,8 +268,8 @@ def _room_info(slug: str) -> RoomInfo | None:
 
 def _recheck(rooms: dict[str, list[int | None]], sessions: list[str]) -> Recheck:
     from chat import access
-    from chat.live.sessions import signed_in
     from chat.models import Room
+    from chat.sessions import signed_in
 
     rows = Room.objects.filter(slug__in=list(rooms)).values(
         "id", "slug", "is_public", "is_archived", "last_seq"

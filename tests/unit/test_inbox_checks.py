@@ -274,8 +274,7 @@ def test_signed_in_answers_as_session_user_in_two_queries(
     from django.contrib.sessions.models import Session
     from django.utils import timezone
 
-    from chat.live.auth import session_user
-    from chat.live.sessions import signed_in
+    from chat.sessions import session_user, signed_in
 
     people = {
         name: django_user_model.objects.create_user(name, password="pw-check-5521")
@@ -316,8 +315,8 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client,
     from django.contrib.auth.hashers import make_password
     from django.contrib.sessions.models import Session
 
-    from chat.live import sessions
-    from chat.live.sessions import signed_in
+    from chat import sessions
+    from chat.sessions import signed_in
 
     people = {
         name: django_user_model.objects.create_user(name, password="pw-check-5521")
@@ -363,7 +362,7 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client,
 def test_a_connects_session_is_answered_as_django_answers_it(
     django_user_model, client, settings, django_assert_max_num_queries
 ):
-    """chat/live/sessions.py ``quick_user`` (two plain statements) says "yes" exactly when
+    """chat/sessions.py ``quick_user`` (two plain statements) says "yes" exactly when
     Django's ``get_user`` does, and leaves every "no" to it."""
     from importlib import import_module
 
@@ -372,8 +371,7 @@ def test_a_connects_session_is_answered_as_django_answers_it(
     from django.http import HttpRequest
     from django.utils import timezone
 
-    from chat.live.auth import session_user
-    from chat.live.sessions import quick_user
+    from chat.sessions import quick_user, session_user
 
     def django_says(key):
         request = HttpRequest()
@@ -417,8 +415,8 @@ def test_signed_in_answers_tokens_in_one_more_query(
     from django.utils import timezone
 
     from chat import tokens
-    from chat.live.sessions import signed_in
     from chat.models import Token
+    from chat.sessions import signed_in
 
     ann = django_user_model.objects.create_user("ann", password="pw-check-5521")
     ben = django_user_model.objects.create_user("ben", password="pw-check-5521")

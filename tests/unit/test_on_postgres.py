@@ -22,7 +22,7 @@ MODULES = [
     "test_room_objects.py",
     "test_api_reads.py",
     "test_api_writes.py",
-    # The session reads of every connect and of the room check (chat/live/sessions.py).
+    # The session reads of every connect and of the room check (chat/sessions.py).
     "test_inbox_checks.py",
     # The Python API: its threads test needs a database that waits for its locks.
     "test_parley_api.py",

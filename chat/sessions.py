@@ -1,18 +1,20 @@
-"""Whom session keys sign in, answered faster than Django's ``get_user`` for the cases
-that are Django's own, and exactly as it would: every function here runs on a store
-thread (``Store.run``) and imports Django where it runs.
+"""Whom a session key (or a token's credential key) signs in, as Django's own code would
+decide, and faster than ``get_user`` for the cases that are Django's own. The Django side
+(it imports no Twisted): the live side calls it on its store's threads.
 
+- ``session_user``: one key, for a connection being opened (chat/live/auth.py): a
+  token's key as the token middleware would; a session's with ``quick_user``, two plain
+  statements (chat/fast_queries.py) instead of the ORM's two queries, which built them in
+  about 1 ms of the 1.2 ms a connect's session cost (cProfile, SQLite, 2026-12-07), and
+  else with Django's ``get_user`` itself (``django_session_user``).
 - ``signed_in``: many keys at once (the room check asks for every inbox stream of the
   process every 5 s), two queries for all of them.
-- ``quick_user``: one key, for a connection being opened (chat/live/auth.py
-  ``session_user``), two plain statements instead of the ORM's two queries: the ORM built
-  them in about 1 ms of the 1.2 ms a connect's session cost (cProfile, SQLite, 2026-12-07).
 
-Both answer "yes" only on the checks ``get_user`` makes (the session not expired, its
-backend configured, the account there, active and with the password the session was
-made with); every "no" and every case that is not Django's own (another session engine,
-backend, user manager or hash) is left to ``session_user``'s Django path, so nobody is
-dropped, or let in, on this module's word alone.
+Both fast paths answer "yes" only on the checks ``get_user`` makes (the session not
+expired, its backend configured, the account there, active and with the password the
+session was made with); every "no" and every case that is not Django's own (another
+session engine, backend, user manager or hash) is left to ``django_session_user``, so
+nobody is dropped, or let in, on a fast path's word alone.
 """
 
 from __future__ import annotations
@@ -29,6 +31,37 @@ KEYS_PER_QUERY = 5_000
 # runs that check, and every connect adds its session. Past the bound it starts again
 # empty, which costs decodes, never a wrong answer.
 MEMO_SIZE = 50_000
+
+
+def session_user(session_key: str) -> UserInfo | None:
+    """The user ``session_key`` signs in now, as Django's AuthenticationMiddleware would
+    decide (None: nobody, or an ended session); a token's credential key, as the token
+    middleware would."""
+    from chat import tokens
+
+    if tokens.is_credential(session_key):  # a bearer token (chat/tokens.py)
+        return tokens.credential_user(session_key)
+    quick = quick_user(session_key)
+    if quick is not None:
+        return quick
+    return django_session_user(session_key)
+
+
+def django_session_user(session_key: str) -> UserInfo | None:
+    """``session_user``'s answer for a session key, as Django's own code gives it."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import get_user
+    from django.http import HttpRequest
+
+    engine = import_module(settings.SESSION_ENGINE)
+    request = HttpRequest()
+    request.session = engine.SessionStore(session_key)
+    user = get_user(request)  # verifies the session hash, as AuthenticationMiddleware
+    if not user.is_authenticated:
+        return None
+    return UserInfo(user.pk, user.get_username())
 
 
 class _Memo:
@@ -61,7 +94,7 @@ _MEMO = _Memo()
 
 def signed_in(keys: list[str], forget_others: bool = False) -> dict[str, int | None]:
     """session key -> the id of the user it signs in now, None when it signs in nobody:
-    what chat.live.auth.session_user answers (Django's ``get_user``), in bulk.
+    what ``session_user`` answers (Django's ``get_user``), in bulk.
 
     ``session_user`` costs two queries per session (the session, its user); the room check
     asks for every inbox stream of the process every 5 s, so here it is one query of the
@@ -81,7 +114,6 @@ def signed_in(keys: list[str], forget_others: bool = False) -> dict[str, int | N
     from django.utils.crypto import constant_time_compare
 
     from chat import tokens
-    from chat.live.auth import django_session_user, session_user
 
     def exact(key: str) -> int | None:
         # A token's key is session_user's to answer; a session's, Django's (the bulk
@@ -189,40 +221,26 @@ def quick_user(key: str) -> UserInfo | None:
     from django.conf import settings
     from django.contrib import auth
     from django.contrib.sessions.backends.db import SessionStore as DatabaseSessions
-    from django.db import connection
     from django.utils import timezone
     from django.utils.crypto import constant_time_compare
+
+    from chat import fast_queries
 
     engine = import_module(settings.SESSION_ENGINE)
     if not issubclass(engine.SessionStore, DatabaseSessions):
         return None
     model = engine.SessionStore.get_model_class()
-    ops = connection.ops
-    with connection.cursor() as cursor:
-        table, data = ops.quote_name(model._meta.db_table), _column(model, "session_data")
-        cursor.execute(
-            f"SELECT {data} FROM {table} WHERE {_column(model, 'session_key')} = %s"
-            f" AND {_column(model, 'expire_date')} > %s",
-            [key, ops.adapt_datetimefield_value(timezone.now())],
-        )
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        user_model = auth.get_user_model()
-        claim = _remembered_claim(key, row[0], engine.SessionStore(), user_model)
-        if claim is None or not claim[2]:
-            return None
-        pk, path, hashed = claim
-        if not _plain_accounts(user_model, [auth.load_backend(path)]):
-            return None
-        name = user_model.USERNAME_FIELD
-        cursor.execute(
-            f"SELECT {_column(user_model, 'is_active')}, {_column(user_model, 'password')},"
-            f" {_column(user_model, name)} FROM {ops.quote_name(user_model._meta.db_table)}"
-            f" WHERE {ops.quote_name(user_model._meta.pk.column)} = %s",
-            [pk],
-        )
-        account = cursor.fetchone()
+    data = fast_queries.session_data(model, key, timezone.now())
+    if data is None:
+        return None
+    user_model = auth.get_user_model()
+    claim = _remembered_claim(key, data, engine.SessionStore(), user_model)
+    if claim is None or not claim[2]:
+        return None
+    pk, path, hashed = claim
+    if not _plain_accounts(user_model, [auth.load_backend(path)]):
+        return None
+    account = fast_queries.account(user_model, pk)
     if account is None or not account[0]:
         return None
     if not constant_time_compare(hashed, _hash_of(pk, account[1], _MEMO)):
@@ -250,12 +268,6 @@ def _remembered_claim(key: str, data: str, decoder, user_model) -> tuple[Any, st
     if claim is None or claim[1] not in settings.AUTHENTICATION_BACKENDS:
         return None
     return claim
-
-
-def _column(model, name: str) -> str:
-    from django.db import connection
-
-    return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
 def _own_get_user(backend) -> bool:
