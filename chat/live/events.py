@@ -31,14 +31,20 @@ def websocket_text_frame(payload: bytes) -> bytes:
 
 
 class OutboundEvent:
-    """One event, durable (with a seq) or ephemeral (presence, typing)."""
+    """One event, durable (with a seq) or ephemeral (presence, typing).
 
-    __slots__ = ("_sse", "_ws", "data", "event", "seq", "started", "type")
+    A room's ring keeps its last events for resumes; there an event is ``compact()``: its
+    JSON text only (the dict decoded again, and the frames made again, when a replay or
+    an edit needs them). A message's dict and its two frames were three quarters of the
+    1.9 KB it held in a full ring, and a ring is 1,024 events per live room.
+    """
+
+    __slots__ = ("_event", "_sse", "_ws", "data", "seq", "started", "type")
 
     def __init__(
         self, event: dict, started: float | None = None, data: bytes | None = None
     ) -> None:
-        self.event = event
+        self._event: dict | None = event
         self.type: str = event["type"]
         self.seq: int | None = event.get("seq")
         # ``data`` when the JSON text is already at hand (an event from the Redis bus).
@@ -49,17 +55,35 @@ class OutboundEvent:
         self._sse: bytes | None = None
 
     @property
+    def event(self) -> dict:
+        event = self._event
+        if event is None:
+            # Kept compact: a fresh dict each time, so that no reader keeps it inflated.
+            event = json.loads(self.data)
+        return event
+
+    def compact(self) -> None:
+        """Keep the JSON text only (it is the event; everything else is made from it)."""
+        self._event = self._ws = self._sse = None
+
+    @property
     def ws_frame(self) -> bytes:
-        if self._ws is None:
-            self._ws = websocket_text_frame(self.data)
-        return self._ws
+        if self._ws is not None:
+            return self._ws
+        frame = websocket_text_frame(self.data)
+        if self._event is not None:  # a compact event stays compact
+            self._ws = frame
+        return frame
 
     @property
     def sse_chunk(self) -> bytes:
-        if self._sse is None:
-            head = b"id: %d\n" % self.seq if self.seq is not None else b""
-            self._sse = head + b"event: " + self.type.encode() + b"\ndata: " + self.data + b"\n\n"
-        return self._sse
+        if self._sse is not None:
+            return self._sse
+        head = b"id: %d\n" % self.seq if self.seq is not None else b""
+        chunk = head + b"event: " + self.type.encode() + b"\ndata: " + self.data + b"\n\n"
+        if self._event is not None:
+            self._sse = chunk
+        return chunk
 
     def __repr__(self) -> str:
         return f"<OutboundEvent {self.type} seq={self.seq}>"

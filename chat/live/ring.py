@@ -14,6 +14,9 @@ from chat.live.events import OutboundEvent
 
 # The events that act on an earlier message (``target``) and change its current state.
 ACTING = frozenset({"edited", "reaction", "deleted"})
+# The newest events of a ring stay as they were fanned out (dict and frames at hand): a
+# reconnect storm replays those. Older ones are kept compact (``OutboundEvent.compact``).
+KEEP_FULL = 64
 
 
 def current_state(message: dict, acting: dict) -> dict:
@@ -62,6 +65,8 @@ class Ring:
         """The room's next event; one that acts on a message in the ring updates it."""
         events = self._events
         events.append(event)
+        if len(events) > KEEP_FULL:
+            events[-KEEP_FULL - 1].compact()
         if event.type not in ACTING:
             return
         target = event.event.get("target")
@@ -69,7 +74,10 @@ class Ring:
             return
         index = target - events[0].seq
         if index < len(events) and events[index].type == "message":
-            events[index] = OutboundEvent(current_state(events[index].event, event.event))
+            updated = OutboundEvent(current_state(events[index].event, event.event))
+            if index < len(events) - KEEP_FULL:
+                updated.compact()
+            events[index] = updated
 
     def after(self, since: int, last_seq: int) -> list[OutboundEvent] | None:
         """The events after ``since`` (the room is at ``last_seq``), or None when the ring
