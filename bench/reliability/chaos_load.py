@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass, field
 
 import httpx
+from clients import http_client
 from history import History
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
@@ -217,7 +218,7 @@ async def _ws_send_loop(load: Load, ws, sender, waiting, reader) -> None:
 async def sse_client(load: Load, spec: Spec) -> None:
     stream, failures = Stream(load, spec), 0
     timeout = httpx.Timeout(10.0, read=40.0)
-    async with httpx.AsyncClient(base_url=load.base, timeout=timeout, trust_env=False) as http:
+    async with http_client(base_url=load.base, timeout=timeout) as http:
         while not load.stopping.is_set():
             since = stream.open()
             reason = "end"
@@ -246,7 +247,7 @@ async def poll_client(load: Load, spec: Spec) -> None:
     """One ``conn`` is a run of polls with no failure between them."""
     stream, failures = Stream(load, spec), 0
     timeout = httpx.Timeout(10.0, read=30.0)
-    async with httpx.AsyncClient(base_url=load.base, timeout=timeout, trust_env=False) as http:
+    async with http_client(base_url=load.base, timeout=timeout) as http:
         while not load.stopping.is_set():
             stream.open()
             reason = "end"
@@ -272,7 +273,7 @@ async def upload_client(load: Load, spec: Spec) -> None:
     client_id). Each 201 upload is recorded with its hash: chaos.py fetches it back."""
     sender, failures = Sender(load, spec), 0
     timeout = httpx.Timeout(15.0)
-    async with httpx.AsyncClient(base_url=load.base, timeout=timeout, trust_env=False) as http:
+    async with http_client(base_url=load.base, timeout=timeout) as http:
         pending: str | None = None  # an upload id not attached yet
         while not load.stopping.is_set():
             await asyncio.sleep(random.uniform(0.5, 1.5) * load.send_interval * (failures + 1))
