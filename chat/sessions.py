@@ -20,6 +20,7 @@ nobody is dropped, or let in, on a fast path's word alone.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from typing import Any
 
 from chat.live.records import UserInfo
@@ -78,9 +79,10 @@ class _Memo:
       models that keep Django's own ``get_session_auth_hash`` (a function of the password
       field and SECRET_KEY only).
 
-    Only what was asked about lately is kept: the room check asks about every inbox
-    stream of the process and forgets every other key (``forget_others``); between two
-    checks only the sessions of connections opened are added, and never past MEMO_SIZE.
+    Only what is still in use is kept: once a round the room check (which asks about a
+    part of the inbox streams at a time) names every inbox stream's key (``keep``) and
+    every other key is forgotten; between two rounds only the sessions of connections
+    opened are added, and never past MEMO_SIZE.
     """
 
     def __init__(self) -> None:
@@ -92,7 +94,7 @@ class _Memo:
 _MEMO = _Memo()
 
 
-def signed_in(keys: list[str], forget_others: bool = False) -> dict[str, int | None]:
+def signed_in(keys: list[str], keep: Collection[str] | None = None) -> dict[str, int | None]:
     """session key -> the id of the user it signs in now, None when it signs in nobody:
     what ``session_user`` answers (Django's ``get_user``), in bulk.
 
@@ -192,11 +194,12 @@ def signed_in(keys: list[str], forget_others: bool = False) -> dict[str, int | N
             answer[key] = user.pk
         else:
             answer[key] = exact(key)
-    if forget_others:
-        asked = set(keys)
+    if keep is not None:
+        kept = set(keep)
         with memo.lock:
-            memo.claims = {k: v for k, v in memo.claims.items() if k in asked}
-            memo.hashes = {k: v for k, v in memo.hashes.items() if k in users}
+            memo.claims = {k: v for k, v in memo.claims.items() if k in kept}
+            named = {v[1][0] for v in memo.claims.values() if v[1] is not None}
+            memo.hashes = {k: v for k, v in memo.hashes.items() if k in named}
     return by_token | answer
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from chat.live.parts import in_part
 from chat.live.publish import ACCOUNTS, KICK, ROOM, SESSION, AccessChange
 from chat.live.records import UserInfo
 from chat.live.room import LiveRoom
@@ -116,12 +117,12 @@ class AccessWatch:
         elif change.kind == SESSION:
             self._end_session(change.session, change.users[0] if change.users else None)
 
-    def check_all(self) -> None:
-        """Re-authorize every connection of every live room (the room check): finds what
-        no notice reported, a change made by a process without a reactor or missed while
-        the bus was away. One store read for the whole process."""
+    def check_all(self, part: int = 0, parts: int = 1) -> None:
+        """Re-authorize every connection of every live room of ``part`` (the room check):
+        finds what no notice reported, a change made by a process without a reactor or
+        missed while the bus was away. One store read for the whole process."""
         for slug, room in self.rooms.items():
-            if room.loaded and not room.is_empty():
+            if room.loaded and not room.is_empty() and in_part(slug, part, parts):
                 self._want(slug, None, sessions=False)
 
     def _kick(self, slug: str | None, users: set[int]) -> None:

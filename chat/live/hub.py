@@ -171,11 +171,11 @@ class RoomHub:
         if room is not None:
             room.catch_up()
 
-    def check_rooms(self) -> None:
+    def check_rooms(self, part: int = 0, parts: int = 1) -> None:
         """Catch up every live room that is behind the database, and re-authorize every
-        live connection (the room check)."""
+        live connection of the rooms of ``part`` (the room check)."""
         if self.check_cursors() is not None:
-            self.access.check_all()
+            self.access.check_all(part, parts)
 
     def check_cursors(self) -> defer.Deferred | None:
         """Catch up every live room that is behind the database: one store read of the

@@ -347,9 +347,10 @@ class InboxHub:
 
     # -- what no notice reported (chat/live/inbox_checks.py) ------------------------------
 
-    def check(self) -> None:
-        """The room check (every CHAT_ROOM_CHECK_SECONDS): sessions and room sets."""
-        self.checks.check()
+    def check(self, part: int = 0, parts: int = 1) -> None:
+        """The room check (every CHAT_ROOM_CHECK_SECONDS): sessions and room sets of the
+        users of ``part``."""
+        self.checks.check(part, parts)
 
     def bus_reconnected(self) -> None:
         """The bus was away: counts, sessions and room sets from the database."""

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from chat.live.inbox_reads import StreamCheck, check_streams
 from chat.live.inbox_state import InboxStream, Position, UserInbox
+from chat.live.parts import in_part
 from chat.live.publish import AccessChange
 
 if TYPE_CHECKING:
@@ -56,23 +57,35 @@ class InboxChecks:
         self.inbox = inbox
         self._check = check or check_streams
         self._checking = False
+        self._keep_due = True
 
-    def check(self) -> None:
-        """Sessions and room sets of every inbox stream here (one store call)."""
+    @property
+    def checking(self) -> bool:
+        """A check is being answered (the next one waits for it)."""
+        return self._checking
+
+    def check(self, part: int = 0, parts: int = 1) -> None:
+        """Sessions and room sets of every inbox stream of the users of ``part`` here
+        (one store call)."""
         if self._checking:
             return  # the last one is still being answered (a slow database): not two
+        if part == 0:
+            self._keep_due = True  # a round begins
         inbox = self.inbox
-        streams = [(user, s) for user in inbox.users.values() for s in user.streams]
+        users = [u for u in inbox.users.values() if in_part(u.user.id, part, parts)]
+        streams = [(user, s) for user in users for s in user.streams]
         if not streams:
             return
         # Users whose rooms are being read (loading, refreshing) are left to that read.
-        reads = {
-            user.user.id: user.reads
-            for user in inbox.users.values()
-            if user.loaded and not user.refreshing
-        }
+        reads = {user.user.id: user.reads for user in users if user.loaded and not user.refreshing}
         self._checking = True
-        d = inbox.store.run(self._check, _keys(streams), sorted(reads))
+        # Once a round (the round's first part with streams), every key still in use: the
+        # memo of chat/sessions.py forgets the others.
+        keep = None
+        if self._keep_due:
+            self._keep_due = False
+            keep = _keys([(user, s) for user in inbox.users.values() for s in user.streams])
+        d = inbox.store.run(self._check, _keys(streams), sorted(reads), keep)
 
         def checked(answer: StreamCheck) -> None:
             lost = self._end_lost(streams, answer.sessions)

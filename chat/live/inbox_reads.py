@@ -65,8 +65,11 @@ def recount_rooms(asked: list[tuple[RoomInfo, list[int]]]) -> list[RoomCounts]:
     return answers
 
 
-def check_streams(sessions: list[str], user_ids: list[int]) -> StreamCheck:
-    found = signed_in(sessions, forget_others=True)
+def check_streams(
+    sessions: list[str], user_ids: list[int], keep: list[str] | None = None
+) -> StreamCheck:
+    """``keep``: every live stream's key, once a round (the sessions memo keeps those)."""
+    found = signed_in(sessions, keep=keep)
     return StreamCheck(found, member_slugs(user_ids) if user_ids else {})
 
 

@@ -310,6 +310,26 @@ def test_the_room_check_finds_a_change_no_notice_reported(hub, store, clock):
     assert store.run.calls == 2  # what the check found makes the cached answer stale
 
 
+def test_a_part_of_the_room_check_rechecks_the_rooms_of_that_part_only(hub, store, clock):
+    from chat.live.parts import in_part
+
+    store.log["lobby"] = []
+    rooms = {slug: load(hub, slug) for slug in (SECRET, "lobby")}
+    for room in rooms.values():
+        hub.subscribe(room, Recorder(ALICE), None)
+    checked = {}
+    for part in range(5):
+        before = len(store.rechecks)
+        hub.check_rooms(part, 5)
+        clock.advance(0)
+        checked[part] = {slug for asked, _ in store.rechecks[before:] for slug in asked}
+    # Each room is re-checked by its part alone: once a round of five.
+    for slug in rooms:
+        assert [k for k in range(5) if slug in checked[k]] == [
+            k for k in range(5) if in_part(slug, k, 5)
+        ]
+
+
 def test_an_empty_room_costs_the_room_check_no_access_read(hub, store, clock):
     load(hub)
     hub.check_rooms()

@@ -101,7 +101,9 @@ class Django:
         )
         return answer
 
-    def check(self, sessions: list[str], user_ids: list[int]) -> StreamCheck:
+    def check(
+        self, sessions: list[str], user_ids: list[int], keep: list[str] | None = None
+    ) -> StreamCheck:
         """inbox_reads.check_streams: the store's ``sessions`` say whom a session signs in
         (an account in its ``inactive``: nobody); memberships are ``members``."""
         self.checks.append((list(sessions), list(user_ids)))

@@ -61,6 +61,32 @@ def test_a_deactivation_without_a_notice_ends_the_inbox_at_the_next_check(
     assert len(django_side.checks) == 2
 
 
+def test_a_part_of_the_check_reads_its_users_only_and_part_zero_names_every_key(
+    inbox, clock, store, django_side
+):
+    from chat.live.parts import in_part
+
+    alice, bob = open_stream(inbox, clock, ALICE, "s-1"), open_stream(inbox, clock, BOB, "s-b")
+    kept = []
+    asked = django_side.check
+    django_side.check = lambda s, u, keep=None: kept.append(keep) or asked(s, u, keep)
+    inbox.checks._check = django_side.check
+    for part in range(5):
+        inbox.check(part, 5)
+    store.inactive.update({ALICE.id, BOB.id})
+    for part in range(5):
+        inbox.check(part, 5)
+    users = [u for _s, users in django_side.checks for u in users]
+    assert sorted(users) == sorted([ALICE.id, BOB.id] * 2)  # each once a round
+    for _sessions, users in django_side.checks:  # a check asks of one part's users only
+        assert len({k for k in range(5) for u in users if in_part(u, k, 5)}) == 1
+    assert (alice.dropped, bob.dropped) == ("revoked", "revoked")
+    # Once a round the store is told every live key, whatever part holds it (the memo of
+    # chat/sessions.py keeps those and forgets the rest).
+    named = [k for k in kept if k is not None]
+    assert named == [["s-1", "s-b"]] * 2
+
+
 def test_a_session_ended_elsewhere_or_signing_in_someone_else_ends_its_stream(inbox, clock, store):
     one, two = open_stream(inbox, clock), open_stream(inbox, clock, ALICE, "s-2")
     store.sessions["s-2"] = ALICE.id
@@ -255,13 +281,35 @@ def test_the_service_runs_the_inbox_check_with_the_room_check(clock):
         CHAT_ROOM_CHECK_SECONDS=5.0,
     )
     service = LiveService.from_settings(clock, settings)
-    ran: list[str] = []
-    service.hub.check_rooms = lambda: ran.append("rooms")
-    service.inbox.check = lambda: ran.append("inbox")
+    ran: list[tuple] = []
+    service.hub.check_rooms = lambda *part: ran.append(("rooms", *part))
+    service.inbox.check = lambda *part: ran.append(("inbox", *part))
     loop, seconds = service._loops[0]
-    assert seconds == 5.0
+    # In five parts, one a second: every room and inbox user is checked every 5 s.
+    assert seconds == 1.0
+    for _ in range(6):
+        loop.f()
+    parts = [(kind, k, 5) for k in (0, 1, 2, 3, 4, 0) for kind in ("rooms", "inbox")]
+    assert ran == parts
+    # A part whose inbox check is still being answered is asked again, not skipped.
+    ran.clear()
+    service.inbox.checks._checking = True
     loop.f()
-    assert ran == ["rooms", "inbox"]
+    service.inbox.checks._checking = False
+    loop.f()
+    assert ran == [("rooms", 1, 5), ("inbox", 1, 5)]
+
+
+def test_the_parts_of_the_room_check_cover_every_room_and_user_once():
+    from chat.live.parts import in_part
+
+    slugs = [f"room-{n}" for n in range(500)] + ["lobby", "général"]
+    for keys in (slugs, list(range(1, 2000))):
+        owners = [[k for k in range(5) if in_part(key, k, 5)] for key in keys]
+        assert all(len(found) == 1 for found in owners)
+        sizes = [sum(found == [k] for found in owners) for k in range(5)]
+        assert min(sizes) > len(keys) / 5 * 0.7  # spread, not one part holding them all
+    assert all(in_part(key, 0, 1) for key in slugs)
 
 
 # -- the store-thread reads, on the database --------------------------------------------
@@ -329,7 +377,7 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client,
         client.cookies.clear()
     asked = list(keys.values())
     everyone = {keys[n]: people[n].pk for n in people}
-    assert signed_in(asked, forget_others=True) == everyone
+    assert signed_in(asked, keep=asked) == everyone
     assert set(sessions._MEMO.claims) == set(asked)
     assert signed_in(asked) == everyone  # from the memo: the same answer
     # No notice for any of these: QuerySet.update() and a session row rewritten.
@@ -339,7 +387,7 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client,
     )
     ann_session = Session.objects.get(session_key=keys["ann"])
     Session.objects.filter(session_key=keys["dan"]).update(session_data=ann_session.session_data)
-    answer = signed_in(asked, forget_others=True)
+    answer = signed_in(asked, keep=asked)
     assert answer == {
         keys["ann"]: people["ann"].pk,
         keys["ben"]: None,
@@ -352,8 +400,9 @@ def test_signed_in_remembers_only_what_did_not_change(django_user_model, client,
     monkeypatch.setattr(sessions._MEMO, "claims", {})
     assert signed_in(asked) == answer
     assert len(sessions._MEMO.claims) <= 2
-    # Asked about fewer: the others are forgotten, the memo bounded by what is asked.
-    signed_in([keys["ann"]], forget_others=True)
+    # Told what is still in use: the others are forgotten, the memo bounded by it.
+    monkeypatch.setattr(sessions, "MEMO_SIZE", 50_000)
+    signed_in([keys["ann"], keys["ben"]], keep=[keys["ann"]])
     assert set(sessions._MEMO.claims) == {keys["ann"]}
     assert set(sessions._MEMO.hashes) <= {people["ann"].pk}
 
