@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import random
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -231,6 +232,8 @@ def start_server(args, out: Path):
     from parley_testing import ServerProcess
 
     env = {"CHAT_RATE_LIMIT": "0", "CHAT_MAX_CONNECTIONS_PER_USER": "1000", "LOG_LEVEL": "WARNING"}
+    if args.trace_memory:
+        env["PARLEY_TRACEMALLOC"] = str(out / "memory.txt")  # project/memory_dump.py
     extra = ["--irc-port", str(args.irc_port)]
     db_url = None
     if args.postgres:
@@ -263,6 +266,14 @@ def provision(server, args) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- samples
+
+
+def signal_servers(server, signum: int) -> None:
+    tree = process_tree(server.proc.pid)
+    # The serving processes only: a --workers supervisor has no handler (and would die).
+    for pid in tree if len(tree) == 1 else tree[1:]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -337,7 +348,14 @@ def sample(server, args) -> dict:
 
 
 def sampler(server, args, samples: list, stop: threading.Event) -> None:
+    # --trace-memory: the server's allocations dumped at the end of warm-up and near the
+    # end of the run (SIGUSR2, project/memory_dump.py): the second names what grew.
+    t0 = time.time()
+    dumps = [t0 + args.minutes * 12, t0 + args.minutes * 60 - 2 * args.sample_seconds]
     while not stop.wait(args.sample_seconds):
+        if args.trace_memory and dumps and time.time() >= dumps[0]:
+            dumps.pop(0)
+            signal_servers(server, signal.SIGUSR2)
         try:
             samples.append(sample(server, args))
         except Exception as exc:  # a failed sample must not end the soak
@@ -501,6 +519,9 @@ def run(args) -> dict:
         for p in procs:
             p.join()
         time.sleep(5)  # the server notices the last closes
+        if args.trace_memory:
+            signal_servers(server, signal.SIGUSR2)  # what is still held, every client gone
+            time.sleep(10)
         after = sample(server, args)
         stop.set()
         samples.append(after)
@@ -560,6 +581,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--drain", type=float, default=60.0,
                    help="at most this many seconds for the final readers to catch up")  # fmt: skip
     p.add_argument("--sample-seconds", type=float, default=10.0)
+    p.add_argument("--trace-memory", action="store_true",
+                   help="trace the server's allocations; dumps in OUT/memory.txt")  # fmt: skip
     p.add_argument("--client-nice", type=int, default=10,
                    help="the client processes' nice value (0: the server's own)")  # fmt: skip
     p.add_argument("--postgres", action="store_true", help="PostgreSQL + Redis, --workers 2")

@@ -12,7 +12,7 @@ from twisted.internet import defer, task
 from twisted.python import log as twisted_log
 from twisted.python.failure import Failure
 
-from project import metrics
+from project import memory_dump, metrics
 from project.listen import Listener, ListenError, adopt, listen, show, tls_of
 from project.logs import FLUSH_INTERVAL, flush_buffered
 from project.server import ParleySite, WSGIThreadPool, build_site
@@ -172,6 +172,7 @@ def run_server(args: argparse.Namespace, found: list[Listener]) -> int:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     metrics.watch_gc()
+    memory_dump.install(reactor, worker=bool(args.worker_fd))
     reactor.run()
     logger.info("stopped")
     sys.stdout.flush()
