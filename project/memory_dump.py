@@ -3,7 +3,8 @@
 With it set, the process traces its allocations from when it starts serving
 (``tracemalloc``, the newest 10 frames of each) and on ``SIGUSR2`` appends to that file
 the 30 places holding the most memory and the 30 that grew most since the last dump
-(the first dump compares with the start), after a full collection. Two dumps some
+(the first dump compares with the start), after a full collection, then the RSS before
+and after glibc's ``malloc_trim`` (memory freed but kept by the allocator). Two dumps some
 minutes apart under load name what grows. Tracing slows every allocation and takes
 memory of its own, so it is for finding a leak, not for every day. A worker of
 ``--workers`` writes ``file.<pid>``.
@@ -11,6 +12,7 @@ memory of its own, so it is for finding a leak, not for every day. A worker of
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import signal
@@ -46,8 +48,28 @@ class MemoryDump:
             lines.append(f"{stat.size_diff / 1024:+10.1f} KiB {stat.count_diff:+8d} blocks")
             lines += [f"    {line}" for line in stat.traceback.format(most_recent_first=True)]
         self.previous = snapshot
+        lines.append(f"-- RSS {_rss_mib():.1f} MiB; after malloc_trim(0) {_trimmed():.1f} MiB")
         with self.path.open("a") as out:
             out.write("\n".join(lines) + "\n")
+
+
+def _rss_mib() -> float:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return float("nan")
+    kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), 0)
+    return int(kib) / 1024
+
+
+def _trimmed() -> float:
+    """RSS after asking glibc to give back the free memory it holds: what it drops by is
+    memory freed by Python and the libraries but kept by the allocator, not live data."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return float("nan")
+    return _rss_mib()
 
 
 def install(reactor, environ=os.environ, worker: bool = False) -> MemoryDump | None:

@@ -41,6 +41,7 @@ def test_a_dump_names_what_holds_memory_and_what_grew(tmp_path):
         reactor.called[0][0]()
         text = target.read_text()
         assert "MiB traced" in text and "grew most since the last dump" in text
+        assert "after malloc_trim(0)" in text
         grew = text.split("grew most")[1]
         assert "test_memory_dump.py" in grew.splitlines()[2]  # the top growth is ours
         assert len(held) == 500
