@@ -6,7 +6,8 @@ the 30 places holding the most memory and the 30 that grew most since the last d
 (the first dump compares with the start), after a full collection, then the RSS before
 and after glibc's ``malloc_trim`` (memory freed but kept by the allocator). Two dumps some
 minutes apart under load name what grows. Tracing slows every allocation and takes
-memory of its own, so it is for finding a leak, not for every day. A worker of
+memory of its own, and a dump holds the reactor while it collects and counts (a second
+or more under load), so it is for finding a leak, not for every day. A worker of
 ``--workers`` writes ``file.<pid>``.
 """
 
