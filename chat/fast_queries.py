@@ -1,7 +1,8 @@
 """The write path's fixed-shape reads, as plain SQL: the room log's (chat/log.py) and the
 access rule's (chat/access.py), which every batch asks, and what a connection being
 opened reads: its room (chat/live/store.py ``_room_info``), its session and account
-(chat/sessions.py ``quick_user``).
+(chat/sessions.py ``quick_user``); and the inbox check's memberships of every connected
+user (chat/live/inbox_reads.py).
 
 Why not the ORM here: a batch of one send made ten statements, and building them (the
 QuerySet, its filters, the compiler) took about two thirds of the batch's 4 ms on SQLite,
@@ -84,6 +85,19 @@ def member_pairs(room_ids: Collection[int], user_ids: Collection[int]) -> set[tu
         f"WHERE {room} IN ({_marks(room_ids)}) AND {user} IN ({_marks(user_ids)})"
     )
     return set(_rows(sql, [*room_ids, *user_ids]))
+
+
+def member_room_slugs(user_ids: Collection[int]) -> list[tuple[int, str]]:
+    """(user id, room slug) of every membership of these users: the inbox check's read of
+    whom the connected users are members of (chat/live/inbox_reads.py ``member_slugs``)."""
+    through = Room.members.through
+    room, user = (_column(through, n) for n in ("room", "user"))
+    sql = (
+        f"SELECT m.{user}, r.{_column(Room, 'slug')} FROM {_q(through._meta.db_table)} m "
+        f"JOIN {_q(Room._meta.db_table)} r ON r.{_column(Room, 'id')} = m.{room} "
+        f"WHERE m.{user} IN ({_marks(user_ids)})"
+    )
+    return _rows(sql, list(user_ids))
 
 
 def room_row(slug: str) -> tuple[int, str, bool, bool, int] | None:
