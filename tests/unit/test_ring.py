@@ -30,9 +30,10 @@ def test_a_compact_event_gives_the_same_dict_and_frames():
     assert compact.ws_frame == full.ws_frame == websocket_text_frame(full.data)
     assert compact.sse_chunk == full.sse_chunk
     assert (compact.type, compact.seq) == ("message", 7)
-    # Reading it does not inflate it again: each read is a fresh decode.
+    # Reading it does not inflate it again: each read is a fresh decode, frames not kept.
     compact.event["body"] = "changed by a reader"
     assert compact.event["body"] == "hello 7"
+    assert (compact._event, compact._ws, compact._sse) == (None, None, None)
 
 
 def test_older_events_are_compact_and_replay_unchanged():
